@@ -1,0 +1,309 @@
+"""Loading records from files or memory, and checking them against the three record schemas.
+
+    prompt records      {"prompt": str | chat, ...extra columns the reward functions read}
+    preference records  {"prompt": str | chat, "chosen": str | chat, "rejected": str | chat}
+    unpaired records    {"prompt": str | chat, "completion": str | chat, "label": bool}
+
+A chat is a non-empty list of messages ``{"role": "system" | "user" | "assistant" | "tool",
+"content": str}``. Rows are counted from 0 in every error message.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+ROLES = ("system", "user", "assistant", "tool")
+SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+class DataError(ValueError):
+    """Records that cannot be used. The message names the source, the row and the field."""
+
+
+def load_records(source: Any) -> list[dict]:
+    """Records as a list of dicts, from a .jsonl / .json / .parquet path, a `datasets.Dataset` or a list.
+
+    A .json file must hold a list of objects; a .jsonl file one object per line (blank lines skipped).
+    """
+    if isinstance(source, (str, Path)):
+        return _load_file(Path(source))
+    if _is_hf_dataset_dict(source):
+        splits = ", ".join(source.keys())
+        raise DataError(
+            f"got a DatasetDict with splits {splits}; pass one split, e.g. dataset['train']."
+        )
+    if _is_hf_dataset(source):
+        return [dict(row) for row in source.to_list()]
+    if isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
+        records = []
+        for index, row in enumerate(source):
+            if not isinstance(row, Mapping):
+                raise DataError(
+                    f"item {index} of the record list is a {type(row).__name__}, not a dict; "
+                    "every record must be a dict such as {'prompt': ...}."
+                )
+            records.append(dict(row))
+        return records
+    raise DataError(
+        f"cannot load records from a {type(source).__name__}; pass a path to a "
+        f"{'/'.join(SUFFIXES)} file, a datasets.Dataset, or a list of dicts."
+    )
+
+
+def _is_hf_dataset(source: Any) -> bool:
+    datasets = sys.modules.get("datasets")  # a Dataset cannot exist unless the library was imported
+    return datasets is not None and isinstance(source, datasets.Dataset)
+
+
+def _is_hf_dataset_dict(source: Any) -> bool:
+    datasets = sys.modules.get("datasets")
+    return datasets is not None and isinstance(source, datasets.DatasetDict)
+
+
+def _load_file(path: Path) -> list[dict]:
+    if not path.exists():
+        raise DataError(f"data file {path} does not exist; check the path (relative paths start at {Path.cwd()}).")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory; pass the {'/'.join(SUFFIXES)} file inside it.")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return _load_jsonl(path)
+    if suffix == ".json":
+        return _load_json(path)
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as exc:
+            raise DataError(f"could not read parquet file {path}: {exc}") from exc
+    raise DataError(f"{path} has the unsupported suffix {suffix!r}; use one of {', '.join(SUFFIXES)}.")
+
+
+def _load_jsonl(path: Path) -> list[dict]:
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(
+                    f"{path}:{line_number}: invalid JSON ({exc.msg} at column {exc.colno}); each line of a "
+                    ".jsonl file must be one complete JSON object."
+                ) from exc
+            if not isinstance(row, dict):
+                raise DataError(
+                    f"{path}:{line_number}: the line is a JSON {_json_type(row)}, not an object; each line "
+                    "must be an object such as {\"prompt\": ...}."
+                )
+            records.append(row)
+    return records
+
+
+def _load_json(path: Path) -> list[dict]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno}).") from exc
+    if isinstance(data, dict):
+        raise DataError(
+            f"{path} holds a JSON object; it must hold a list of records ([{{...}}, ...]). "
+            "For one record per line use a .jsonl file."
+        )
+    if not isinstance(data, list):
+        raise DataError(f"{path} holds a JSON {_json_type(data)}; it must hold a list of objects.")
+    for index, row in enumerate(data):
+        if not isinstance(row, dict):
+            raise DataError(
+                f"item {index} of {path} is a JSON {_json_type(row)}, not an object; every record must be "
+                "an object such as {\"prompt\": ...}."
+            )
+    return data
+
+
+def _json_type(value: Any) -> str:
+    return {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+def _where(source: str, row: int) -> str:
+    return f"row {row} of {source}"
+
+
+def _check_rows(records: Any, source: str) -> None:
+    if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
+        raise DataError(f"{source}: expected a list of records, got a {type(records).__name__}; use load_records().")
+    if not records:
+        raise DataError(f"{source} has no records; check that the file or split is not empty.")
+    for row, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise DataError(f"{_where(source, row)} is a {type(record).__name__}, not a dict.")
+
+
+def _check_chat(messages: Any, source: str, row: int, field: str) -> None:
+    """`messages` is a non-empty list of {"role": one of ROLES, "content": str}."""
+    where = _where(source, row)
+    if not messages:
+        raise DataError(f"{where}: {field!r} is an empty list; a chat needs at least one message.")
+    for index, message in enumerate(messages):
+        label = f"{where}: {field}[{index}]"
+        if not isinstance(message, Mapping):
+            raise DataError(
+                f"{label} is a {type(message).__name__}; each message must be a dict "
+                "{'role': ..., 'content': ...}."
+            )
+        role = message.get("role")
+        if role not in ROLES:
+            raise DataError(f"{label} has role {role!r}; use one of {', '.join(ROLES)}.")
+        content = message.get("content")
+        if not isinstance(content, str):
+            raise DataError(
+                f"{label} has {type(content).__name__} content; message content must be a string "
+                "(multimodal content lists are not supported)."
+            )
+
+
+def _kind(value: Any) -> str:
+    """'text', 'chat' or 'other'."""
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "chat"
+    return "other"
+
+
+def _check_text_or_chat(value: Any, source: str, row: int, field: str, allow_empty_text: bool = False) -> str:
+    kind = _kind(value)
+    if kind == "text":
+        if not allow_empty_text and not value.strip():
+            raise DataError(f"{_where(source, row)}: {field!r} is an empty string; give it some text or drop the row.")
+    elif kind == "chat":
+        _check_chat(value, source, row, field)
+    else:
+        raise DataError(
+            f"{_where(source, row)}: {field!r} is a {type(value).__name__}; it must be a string or a list "
+            "of chat messages [{'role': 'user', 'content': ...}]."
+        )
+    return kind
+
+
+def _require(record: Mapping, fields: Iterable[str], source: str, row: int, reasons: Mapping[str, str]) -> None:
+    for field in fields:
+        missing = field not in record
+        if missing or (record[field] is None and field != "label"):
+            have = ", ".join(map(repr, record)) or "none"
+            why = f"; {reasons[field]} needs it" if field in reasons else ""
+            what = f"has no {field!r} field" if missing else f"has {field!r} = null"
+            raise DataError(
+                f"{_where(source, row)} {what}{why}. Fields present: {have}. Give every row a {field!r} "
+                "value, rename the column that holds it, or drop the row."
+            )
+
+
+def validate_prompt_records(
+    records: Sequence[Mapping],
+    required: Sequence[str] = ("prompt",),
+    source: str = "<records>",
+    reasons: Mapping[str, str] | None = None,
+) -> None:
+    """Raise DataError unless every record has the `required` fields and a usable prompt.
+
+    `reasons` maps a field to who needs it (e.g. ``{"answer": "the reward function math"}``), which the
+    error message repeats so the user knows why the field matters.
+    """
+    reasons = dict(reasons or {})
+    required = tuple(dict.fromkeys(("prompt", *required)))
+    _check_rows(records, source)
+    for row, record in enumerate(records):
+        _require(record, required, source, row, reasons)
+        _check_text_or_chat(record["prompt"], source, row, "prompt")
+
+
+def validate_preference_records(records: Sequence[Mapping], source: str = "<records>") -> None:
+    """Raise DataError unless every record is a usable {prompt, chosen, rejected} preference pair.
+
+    Text form: all three are strings. Chat form: chosen and rejected are chats ending in an assistant
+    message; the prompt is a chat too, or is omitted when chosen/rejected hold the whole conversation.
+    """
+    _check_rows(records, source)
+    for row, record in enumerate(records):
+        where = _where(source, row)
+        _require(record, ("chosen", "rejected"), source, row, {})
+        chosen_kind = _check_text_or_chat(record["chosen"], source, row, "chosen")
+        rejected_kind = _check_text_or_chat(record["rejected"], source, row, "rejected")
+        if chosen_kind != rejected_kind:
+            raise DataError(
+                f"{where}: 'chosen' is {chosen_kind} but 'rejected' is {rejected_kind}; "
+                "use the same format (both strings or both chat lists)."
+            )
+        has_prompt = record.get("prompt") is not None
+        if chosen_kind == "text":
+            if not has_prompt:
+                raise DataError(
+                    f"{where} has no 'prompt' field; text-form preference pairs need a prompt string "
+                    "(only chat-form pairs may carry the prompt inside 'chosen'/'rejected')."
+                )
+            if _check_text_or_chat(record["prompt"], source, row, "prompt") != "text":
+                raise DataError(f"{where}: 'prompt' is a chat but 'chosen'/'rejected' are strings; use one format.")
+            continue
+        for field in ("chosen", "rejected"):
+            if record[field][-1]["role"] != "assistant":
+                raise DataError(
+                    f"{where}: the last message of {field!r} has role {record[field][-1]['role']!r}; "
+                    "it must be the assistant reply being judged."
+                )
+        if has_prompt:
+            if _check_text_or_chat(record["prompt"], source, row, "prompt") != "chat":
+                raise DataError(f"{where}: 'prompt' is a string but 'chosen'/'rejected' are chats; use one format.")
+        elif all(m["role"] == "assistant" for m in record["chosen"]):
+            raise DataError(
+                f"{where} has no 'prompt' and 'chosen' holds only assistant messages; add a 'prompt' chat or "
+                "put the user turn(s) at the start of 'chosen' and 'rejected'."
+            )
+
+
+def validate_unpaired_records(records: Sequence[Mapping], source: str = "<records>") -> None:
+    """Raise DataError unless every record is {prompt, completion, label: bool} (KTO-style data)."""
+    _check_rows(records, source)
+    for row, record in enumerate(records):
+        where = _where(source, row)
+        _require(record, ("prompt", "completion", "label"), source, row, {})
+        prompt_kind = _check_text_or_chat(record["prompt"], source, row, "prompt")
+        completion_kind = _check_text_or_chat(record["completion"], source, row, "completion")
+        if prompt_kind != completion_kind:
+            raise DataError(
+                f"{where}: 'prompt' is {prompt_kind} but 'completion' is {completion_kind}; "
+                "use the same format (both strings or both chat lists)."
+            )
+        label = record["label"]
+        if not (isinstance(label, bool) or type(label).__name__ == "bool_"):  # numpy.bool_ from parquet/pandas
+            raise DataError(
+                f"{where}: 'label' is {label!r} ({type(label).__name__}); it must be true (desirable) or "
+                "false (undesirable)."
+            )
+
+
+def columns(records: Sequence[Mapping], exclude: Sequence[str] = ("prompt",)) -> dict[str, list]:
+    """The dataset columns handed to reward functions as keyword arguments, one list per field.
+
+    Fields are taken in first-seen order; a row missing a field contributes None.
+
+    >>> columns([{"prompt": "1+1=", "answer": "2"}, {"prompt": "2+2=", "answer": "4"}])
+    {'answer': ['2', '4']}
+    """
+    names: dict[str, None] = {}
+    for record in records:
+        for key in record:
+            if key not in exclude:
+                names.setdefault(key)
+    return {name: [record.get(name) for record in records] for name in names}
