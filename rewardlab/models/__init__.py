@@ -1,0 +1,23 @@
+"""Policies: the built-in tiny model and char tokenizer, loading, LoRA, chunked log-probs."""
+
+from .loading import apply_lora, disable_dropout, is_peft, load_policy, resolve_device, resolve_dtype
+from .logprobs import position_ids_from_mask, selective_log_softmax, token_logprobs
+from .tiny import TINY_DEFAULTS, build_tiny_model, tiny_config
+from .tokenizer import CHAT_TEMPLATE, build_char_tokenizer
+
+__all__ = [
+    "CHAT_TEMPLATE",
+    "TINY_DEFAULTS",
+    "apply_lora",
+    "build_char_tokenizer",
+    "build_tiny_model",
+    "disable_dropout",
+    "is_peft",
+    "load_policy",
+    "position_ids_from_mask",
+    "resolve_device",
+    "resolve_dtype",
+    "selective_log_softmax",
+    "tiny_config",
+    "token_logprobs",
+]

@@ -1,0 +1,7 @@
+"""Rollout: engines that sample completions, and the Rollout they return."""
+
+from .hf_engine import HFEngine, left_pad, sample_tokens
+from .ops import concat_rollouts, select_rows
+from .types import Engine, Rollout, SamplingParams
+
+__all__ = ["Engine", "HFEngine", "Rollout", "SamplingParams", "concat_rollouts", "left_pad", "select_rows", "sample_tokens"]

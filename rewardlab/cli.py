@@ -1,0 +1,128 @@
+"""The `rewardlab` command.
+
+    rewardlab demo
+    rewardlab train grpo --config examples/grpo_arithmetic.yaml learning_rate=1e-4
+    rewardlab eval --model runs/demo/final --task arithmetic --seed 7 --n 500
+    rewardlab report runs/demo
+    rewardlab classic ppo --env CartPole-v1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .trainers import TRAINERS
+
+    cfg = load_config(args.method, args.config, args.overrides)
+    if args.resume:
+        cfg.resume = True
+    TRAINERS[args.method](cfg)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .models import load_policy
+    from .trainers.evaluate import evaluate_accuracy
+    from .trainers.inputs import eval_records, verifier
+
+    overrides = {"task": args.task, "eval_n": args.n, "eval_seed": args.seed}
+    if args.task_options:
+        overrides["task_options"] = json.loads(args.task_options)
+    if args.dataset:
+        overrides["eval_dataset"] = args.dataset
+    cfg = load_config("sft", None, overrides)
+    model, tokenizer = load_policy(args.model, device=args.device)
+    records = eval_records(cfg)
+    accuracy, rows = evaluate_accuracy(model, tokenizer, records, verifier(cfg), args.max_new_tokens)
+    out = Path(args.out) if args.out else Path(args.model if Path(args.model).is_dir() else ".") / f"eval-{args.task}-seed{args.seed}.jsonl"
+    with open(out, "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+    print(f"accuracy {accuracy:.4f} ({sum(r['correct'] for r in rows)}/{len(rows)}) on {args.task} held-out, seed {args.seed}")
+    print(f"per-sample results: {out}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.output_dir, args.seed)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .monitor import plot_run
+
+    for path in plot_run(args.run_dir):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .config import METHOD_PRESETS
+
+    parser = argparse.ArgumentParser(prog="rewardlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model: sft, grpo, dr_grpo, dapo, gspo, rloo")
+    p.add_argument("method", choices=sorted(METHOD_PRESETS))
+    p.add_argument("--config", help="YAML config file (see examples/)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. learning_rate=1e-4")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="held-out accuracy of a model on a task")
+    p.add_argument("--model", required=True, help="'tiny', a model directory or a .gguf file")
+    p.add_argument("--task", default="arithmetic")
+    p.add_argument("--task-options", default="", help='JSON, e.g. \'{"max_digits": 3}\'')
+    p.add_argument("--dataset", default="", help="held-out records (.jsonl/.parquet) instead of the task's split")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out problems")
+    p.add_argument("--n", type=int, default=500, help="number of problems")
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="", help="per-sample results (.jsonl); default: next to the model")
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("demo", help="SFT cold start + GRPO on arithmetic with the built-in tiny model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output-dir", default="runs")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("report", help="render the PNG plots of a run directory")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("classic", help="classic RL on Gymnasium (rewardlab classic --help)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda a: __import__("rewardlab.classic.cli", fromlist=["main"]).main(a.rest))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .config import ConfigError
+    from .data import DataError
+    from .registry import UnknownNameError
+    from .rewards import RewardError
+
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, RewardError, UnknownNameError, FileNotFoundError) as err:
+        print(f"rewardlab: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

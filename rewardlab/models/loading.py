@@ -1,0 +1,110 @@
+"""load_policy(): one entry point for the built-in tiny model, a Hugging Face directory or a .gguf file."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from .tiny import build_tiny_model
+from .tokenizer import build_char_tokenizer
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """"auto" is float32 on CPU (bf16 matmuls are slow or missing on many CPUs) and bf16 on GPUs that have it."""
+    if dtype == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not supported; use one of: auto, {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Dropout left on makes the policy's log-probs noisy between the sampling and training passes,
+    which reads as KL and clipping that are not there. RL fine-tuning turns it off everywhere."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    config = getattr(model, "config", None)
+    if config is not None:
+        for key, value in list(vars(config).items()):
+            if "dropout" in key and isinstance(value, float):
+                setattr(config, key, 0.0)
+
+
+def load_policy(
+    model: str,
+    *,
+    dtype: str = "auto",
+    device: str = "auto",
+    seed: int = 0,
+    model_config: dict[str, Any] | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer.
+
+    model: "tiny" (built-in, built from `model_config` overrides), a local Hugging Face model directory,
+    or a path to a .gguf file (dequantised by transformers + gguf). Nothing is downloaded.
+    """
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    if model == "tiny":
+        tokenizer = build_char_tokenizer()
+        policy = build_tiny_model(tokenizer, seed=seed, **(model_config or {}))
+    else:
+        if model_config:
+            raise ValueError("model_config only applies to model='tiny'; remove it or set model: tiny")
+        path = Path(os.path.expanduser(model))
+        if path.suffix == ".gguf":
+            if not path.is_file():
+                raise FileNotFoundError(f"GGUF file not found: {path}")
+            kwargs = {"gguf_file": path.name}
+            source = str(path.parent)
+        elif path.is_dir() and (path / "config.json").is_file():
+            kwargs, source = {}, str(path)
+        else:
+            raise ValueError(
+                f"model {model!r} is neither 'tiny', a local Hugging Face directory with config.json, "
+                "nor a .gguf file. Nothing is downloaded: pass a local path."
+            )
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, **kwargs)
+        policy = AutoModelForCausalLM.from_pretrained(
+            source, local_files_only=True, dtype=torch_dtype, **kwargs
+        )
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+    policy.to(device=dev, dtype=torch_dtype)
+    disable_dropout(policy)
+    return policy, tokenizer
+
+
+def apply_lora(
+    model: PreTrainedModel, r: int, alpha: float, dropout: float = 0.0, target_modules: str | list[str] = "all-linear"
+) -> PreTrainedModel:
+    """Wrap the model with a LoRA adapter (peft). The frozen base doubles as the reference model."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type="CAUSAL_LM"
+    )
+    return get_peft_model(model, config)
+
+
+def is_peft(model: torch.nn.Module) -> bool:
+    return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")

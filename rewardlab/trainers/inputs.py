@@ -1,0 +1,100 @@
+"""Where a trainer's records, prompts and reward functions come from."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from ..config import CommonConfig
+from ..data import DataError, load_records, render_completion, render_prompt, validate_prompt_records
+from ..rewards import REWARDS, RewardFunctions
+from ..tasks import make_task
+
+log = logging.getLogger(__name__)
+
+
+def task_of(cfg: CommonConfig):
+    return make_task(cfg.task, **cfg.task_options)
+
+
+def train_records(cfg: CommonConfig, n: int, required: tuple[str, ...] = ("prompt",)) -> list[dict]:
+    if cfg.dataset:
+        records = load_records(cfg.dataset)
+        source = cfg.dataset
+    else:
+        records = task_of(cfg).generate(n, seed=cfg.seed, split="train")
+        source = f"task {cfg.task} (train split)"
+    validate_prompt_records(records, required=required, source=source)
+    return records
+
+
+def eval_records(cfg: CommonConfig, n: int | None = None, seed: int | None = None) -> list[dict]:
+    n = cfg.eval_n if n is None else n
+    seed = cfg.eval_seed if seed is None else seed
+    if cfg.eval_dataset:
+        records = load_records(cfg.eval_dataset)[:n]
+        validate_prompt_records(records, source=cfg.eval_dataset)
+        return records
+    return task_of(cfg).generate(n, seed=seed, split="test")
+
+
+def encode_prompt(prompt: str | list[dict], tokenizer, max_length: int | None = None) -> tuple[list[int], bool]:
+    """Token ids of a prompt (chat prompts through the chat template), left-truncated to max_length."""
+    ids = tokenizer(render_prompt(prompt, tokenizer), add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise DataError(f"prompt {prompt!r} encodes to zero tokens; every prompt needs text")
+    if max_length and len(ids) > max_length:
+        return ids[-max_length:], True
+    return ids, False
+
+
+def encode_completion(record: dict, tokenizer) -> list[int]:
+    """Completion tokens for supervised training, ending in EOS."""
+    text = render_completion(record["completion"], tokenizer, prompt=record["prompt"])
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids or ids[-1] != tokenizer.eos_token_id:
+        ids = ids + [tokenizer.eos_token_id]
+    return ids
+
+
+def _import_function(path: str):
+    module_name, _, attr = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot import reward function {path!r} ({err}); use 'package.module:function'") from None
+
+
+def reward_functions(cfg: Any) -> RewardFunctions:
+    """The config's reward functions: names from REWARDS, "module:function" paths, or the task's verifier."""
+    if cfg.reward_funcs:
+        funcs = [_import_function(f) if ":" in f else REWARDS[f] for f in cfg.reward_funcs]
+    elif cfg.dataset:
+        funcs = [REWARDS["math"]]
+    else:
+        funcs = task_of(cfg).reward_functions()
+    return RewardFunctions(funcs, cfg.reward_weights or None)
+
+
+def verifier(cfg: CommonConfig):
+    """The function evaluation counts as correct/incorrect (first reward of the task, or math)."""
+    if cfg.eval_dataset or cfg.dataset:
+        return REWARDS["math"]
+    return task_of(cfg).reward_functions()[0]
+
+
+def preflight_rewards(rewards: RewardFunctions, records: list[dict], n: int = 2) -> None:
+    """Call the reward functions once on a few records (their reference answer, or "", as the completion)
+    so a missing column, a wrong signature or a wrong return count fails before anything is written."""
+    from ..data import columns
+    from .evaluate import completions_for
+
+    sample = records[:n]
+    texts = [str(r.get("answer", r.get("completion", ""))) if not isinstance(r.get("completion"), list) else "" for r in sample]
+    rewards(
+        prompts=[r["prompt"] for r in sample],
+        completions=completions_for(sample, texts),
+        completion_ids=[[] for _ in sample],
+        columns=columns(sample),
+    )
