@@ -1,0 +1,128 @@
+"""Environment construction, observation encoding and episode bookkeeping shared by the algorithms.
+
+Vectorised envs use Gymnasium 1.x's SAME_STEP autoreset: when an episode ends, `step` returns the
+first observation of the next episode and puts the true last observation in
+`info["final_obs"][i]`. That is what bootstrapping on truncation needs: V(final_obs), not V(reset obs).
+(The Gymnasium 1.x default, NEXT_STEP, instead spends one extra `step` call on the reset and
+returns a dummy transition that every algorithm would have to skip.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+
+def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **make_kwargs: Any) -> gym.Env:
+    try:
+        return gym.make(env_id, **(env_kwargs or {}), **make_kwargs)
+    except gym.error.Error as error:  # unknown id, wrong version, missing extra
+        raise ValueError(f"cannot make Gymnasium env {env_id!r}: {error}") from error
+
+
+def make_vec_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None) -> SyncVectorEnv:
+    """`num_envs` copies in one process. Seed them through `reset(seed=s)`: env i gets seed s + i."""
+    return SyncVectorEnv(
+        [lambda: make_env(env_id, env_kwargs) for _ in range(num_envs)],
+        autoreset_mode=AutoresetMode.SAME_STEP,
+        copy=True,  # obs buffers are reused between steps otherwise; the copy costs ~2 us
+    )
+
+
+def final_observations(next_obs: np.ndarray, episode_end: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    """The observation each env actually reached this step: `info["final_obs"]` where an episode ended."""
+    if not episode_end.any():
+        return next_obs
+    reached = np.array(next_obs, copy=True)
+    for i in np.flatnonzero(episode_end):
+        reached[i] = info["final_obs"][i]
+    return reached
+
+
+# --- observations -> network inputs -------------------------------------------------------------------
+
+
+def obs_spec(space: gym.Space) -> dict[str, Any]:
+    """How to feed an observation space to an MLP: Box is flattened, Discrete becomes one-hot."""
+    if isinstance(space, gym.spaces.Discrete):
+        return {"kind": "discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.Box):
+        return {"kind": "box", "dim": int(np.prod(space.shape))}
+    raise ValueError(
+        f"observation space {space} is not supported by the neural-network algorithms "
+        "(Box and Discrete are); wrap the env with gymnasium.wrappers.FlattenObservation first"
+    )
+
+
+def obs_dim(spec: dict[str, Any]) -> int:
+    return spec["n"] if spec["kind"] == "discrete" else spec["dim"]
+
+
+def encode_obs(obs: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """A batch of raw observations [B, ...] -> float32 [B, obs_dim]."""
+    if spec["kind"] == "discrete":
+        index = np.asarray(obs, dtype=np.int64).reshape(-1) - spec["start"]
+        one_hot = np.zeros((index.shape[0], spec["n"]), dtype=np.float32)
+        one_hot[np.arange(index.shape[0]), index] = 1.0
+        return one_hot
+    return np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+
+
+def action_spec(space: gym.Space, algo: str, allow_box: bool) -> dict[str, Any]:
+    if isinstance(space, gym.spaces.Discrete):
+        return {"kind": "discrete", "n": int(space.n), "start": int(space.start)}
+    if allow_box and isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+        return {"kind": "box", "dim": int(space.shape[0]), "low": space.low.tolist(), "high": space.high.tolist()}
+    supported = "Discrete or 1-D Box" if allow_box else "Discrete"
+    raise ValueError(f"{algo} needs a {supported} action space; this env has {space}")
+
+
+# --- episode statistics ---------------------------------------------------------------------------------
+
+
+class EpisodeTracker:
+    """Running return and length per env; finished episodes wait in a list until `pop_finished`."""
+
+    def __init__(self, num_envs: int):
+        self.returns = np.zeros(num_envs, dtype=np.float64)
+        self.lengths = np.zeros(num_envs, dtype=np.int64)
+        self.finished_returns: list[float] = []
+        self.finished_lengths: list[int] = []
+        self.episodes = 0
+
+    def update(self, rewards: np.ndarray, episode_end: np.ndarray) -> None:
+        self.returns += rewards
+        self.lengths += 1
+        if episode_end.any():
+            for i in np.flatnonzero(episode_end):
+                self.finished_returns.append(float(self.returns[i]))
+                self.finished_lengths.append(int(self.lengths[i]))
+                self.returns[i] = 0.0
+                self.lengths[i] = 0
+                self.episodes += 1
+
+    def add_step(self, reward: float, episode_over: bool) -> None:
+        """`update` for a single env, without the array overhead (a few us per step adds up)."""
+        self.returns[0] += reward
+        self.lengths[0] += 1
+        if episode_over:
+            self.finished_returns.append(float(self.returns[0]))
+            self.finished_lengths.append(int(self.lengths[0]))
+            self.returns[0] = 0.0
+            self.lengths[0] = 0
+            self.episodes += 1
+
+    def pop_finished(self) -> dict[str, float]:
+        """Mean return/length of the episodes that ended since the last call ({} if none did)."""
+        if not self.finished_returns:
+            return {}
+        stats = {
+            "episode_return": float(np.mean(self.finished_returns)),
+            "episode_length": float(np.mean(self.finished_lengths)),
+        }
+        self.finished_returns.clear()
+        self.finished_lengths.clear()
+        return stats
