@@ -80,12 +80,12 @@ def train(config: A2CConfig) -> tuple[ActorCriticPolicy, History]:
     else:
         optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, foreach=True)
     policy = ActorCriticPolicy(agent)
-    stateful = {"agent": agent, "optimizer": optimizer}
-
-    step, _ = run.restore(stateful)
-    rng = run.rng
     tracker = EpisodeTracker(config.num_envs)
-    obs, _ = envs.reset(seed=run.env_seed(step))
+    stateful = {"agent": agent, "optimizer": optimizer, "episodes": tracker}
+
+    step = run.restore(stateful)
+    envs, obs = run.start_env(envs, step)
+    rng = run.rng
     batch_size = config.num_envs * config.num_steps
 
     while step < config.total_steps:
@@ -128,8 +128,8 @@ def train(config: A2CConfig) -> tuple[ActorCriticPolicy, History]:
                 "learning_rate": optimizer.param_groups[0]["lr"],
             })
         if run.checkpoint_due(step):
-            run.save_checkpoint(step, policy, stateful)
+            run.save_checkpoint(step, policy, stateful, (envs, obs))
         run.progress(step)
 
     envs.close()
-    return run.finish(step, policy, stateful)
+    return run.finish(step, policy, stateful, (envs, obs))

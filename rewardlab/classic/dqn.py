@@ -111,12 +111,13 @@ def train(config: DQNConfig) -> tuple[QNetworkPolicy, History]:
     optimizer = torch.optim.Adam(q_network.parameters(), lr=config.learning_rate, foreach=True)
     buffer = ReplayBuffer(config.buffer_size, obs_dim(observations))
     policy = QNetworkPolicy(q_network)
-    stateful = {"q_network": q_network, "target_network": target_network, "optimizer": optimizer, "replay_buffer": buffer}
-
-    step, _ = run.restore(stateful)
-    rng = run.rng
     tracker = EpisodeTracker(1)
-    obs = encode_obs(np.asarray(env.reset(seed=run.env_seed(step))[0])[None], observations)[0]
+    stateful = {"q_network": q_network, "target_network": target_network, "optimizer": optimizer,
+                "replay_buffer": buffer, "episodes": tracker}
+
+    step = run.restore(stateful)
+    env, obs = run.start_env(env, step)
+    rng = run.rng
     decay_steps = int(config.exploration_fraction * config.total_steps)
     losses: list[float] = []
     q_means: list[float] = []
@@ -124,19 +125,17 @@ def train(config: DQNConfig) -> tuple[QNetworkPolicy, History]:
     while step < config.total_steps:
         # 1. act epsilon-greedily
         epsilon = linear_schedule(config.epsilon_start, config.epsilon_end, decay_steps, step)
+        encoded = encode_obs(np.asarray(obs)[None], observations)
         if rng.random() < epsilon:
             action = int(rng.integers(actions_spec["n"]))
         else:
-            action = int(q_network.greedy(obs[None])[0])
+            action = int(q_network.greedy(encoded)[0])
         next_obs, reward, terminated, truncated, _ = env.step(action + actions_spec["start"])
 
         # 2. store (s, a, r, s', terminated); s' is the state reached, also when the time limit cut in
-        next_obs = encode_obs(np.asarray(next_obs)[None], observations)[0]
-        buffer.add(obs, action, float(reward), next_obs, terminated)
+        buffer.add(encoded[0], action, float(reward), encode_obs(np.asarray(next_obs)[None], observations)[0], terminated)
         tracker.add_step(float(reward), terminated or truncated)
-        if terminated or truncated:
-            next_obs = encode_obs(np.asarray(env.reset()[0])[None], observations)[0]
-        obs = next_obs
+        obs = env.reset()[0] if terminated or truncated else next_obs
         step += 1
 
         # 3. learn: regress Q(s, a) on the bootstrapped target
@@ -162,8 +161,8 @@ def train(config: DQNConfig) -> tuple[QNetworkPolicy, History]:
             losses.clear()
             q_means.clear()
         if run.checkpoint_due(step):
-            run.save_checkpoint(step, policy, stateful)
+            run.save_checkpoint(step, policy, stateful, (env, obs))
         run.progress(step)
 
     env.close()
-    return run.finish(step, policy, stateful)
+    return run.finish(step, policy, stateful, (env, obs))

@@ -9,6 +9,8 @@ returns a dummy transition that every algorithm would have to skip.)
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -30,6 +32,25 @@ def make_vec_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None =
         autoreset_mode=AutoresetMode.SAME_STEP,
         copy=True,  # obs buffers are reused between steps otherwise; the copy costs ~2 us
     )
+
+
+def env_snapshot_bytes(env: gym.Env | SyncVectorEnv, obs: Any) -> bytes | None:
+    """Pickle of the env(s) (dynamics state, RNG, time-limit counter) and the current observation,
+    or None with a warning where the env cannot be pickled (then resume falls back to a reset)."""
+    target = list(env.envs) if isinstance(env, SyncVectorEnv) else env
+    try:
+        return pickle.dumps((target, obs))
+    except Exception as error:  # anything from a lambda in a wrapper to a C handle
+        warnings.warn(f"environment cannot be pickled ({error}); a resumed run will reset it instead", stacklevel=2)
+        return None
+
+
+def load_env_snapshot(data: bytes) -> tuple[gym.Env | SyncVectorEnv, Any]:
+    target, obs = pickle.loads(data)
+    if isinstance(target, list):  # a vector env's sub-envs: rebuild the wrapper around them as they are
+        envs = SyncVectorEnv([lambda env=env: env for env in target], autoreset_mode=AutoresetMode.SAME_STEP, copy=True)
+        return envs, obs
+    return target, obs
 
 
 def final_observations(next_obs: np.ndarray, episode_end: np.ndarray, info: dict[str, Any]) -> np.ndarray:
@@ -114,6 +135,17 @@ class EpisodeTracker:
             self.returns[0] = 0.0
             self.lengths[0] = 0
             self.episodes += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"returns": self.returns.tolist(), "lengths": self.lengths.tolist(), "episodes": self.episodes,
+                "finished_returns": list(self.finished_returns), "finished_lengths": list(self.finished_lengths)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.returns[:] = state["returns"]
+        self.lengths[:] = state["lengths"]
+        self.episodes = state["episodes"]
+        self.finished_returns = list(state["finished_returns"])
+        self.finished_lengths = list(state["finished_lengths"])
 
     def pop_finished(self) -> dict[str, float]:
         """Mean return/length of the episodes that ended since the last call ({} if none did)."""

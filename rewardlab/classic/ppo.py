@@ -87,12 +87,12 @@ def train(config: PPOConfig) -> tuple[ActorCriticPolicy, History]:
     agent = ActorCritic(observations, actions, config.hidden_sizes, config.activation)
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5, foreach=True)
     policy = ActorCriticPolicy(agent)
-    stateful = {"agent": agent, "optimizer": optimizer}
-
-    step, _ = run.restore(stateful)
-    rng = run.rng
     tracker = EpisodeTracker(config.num_envs)
-    obs, _ = envs.reset(seed=run.env_seed(step))
+    stateful = {"agent": agent, "optimizer": optimizer, "episodes": tracker}
+
+    step = run.restore(stateful)
+    envs, obs = run.start_env(envs, step)
+    rng = run.rng
     batch_size = config.num_envs * config.num_steps
     minibatch_size = batch_size // config.num_minibatches
 
@@ -163,9 +163,9 @@ def train(config: PPOConfig) -> tuple[ActorCriticPolicy, History]:
                 "learning_rate": optimizer.param_groups[0]["lr"],
             })
         if run.checkpoint_due(step):
-            run.save_checkpoint(step, policy, stateful)
+            run.save_checkpoint(step, policy, stateful, (envs, obs))
         run.progress(step)
 
     envs.close()
-    return run.finish(step, policy, stateful)
+    return run.finish(step, policy, stateful, (envs, obs))
 

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from rewardlab.classic.config import RunConfig, require
 from rewardlab.classic.envs import EpisodeTracker, make_env
 from rewardlab.classic.policies import TabularPolicy
-from rewardlab.classic.runs import History, Run
+from rewardlab.classic.runs import ArrayState, History, Run
 from rewardlab.classic.schedules import linear_schedule
 
 
@@ -75,16 +74,17 @@ def train(config: QLearningConfig) -> tuple[TabularPolicy, History]:
     q_table = np.zeros((int(obs_space.n), int(action_space.n)))
     policy = TabularPolicy(q_table, obs_start, action_start)
 
-    run = Run(config)
-    step, extra = run.restore({})
-    if extra:
-        q_table[:] = extra["q_table"].numpy()
-    rng = run.rng
     tracker = EpisodeTracker(1)
+    stateful = {"q_table": ArrayState(q_table), "episodes": tracker}
+
+    run = Run(config)
+    step = run.restore(stateful)
+    env, obs = run.start_env(env, step)
+    rng = run.rng
     td_errors: list[float] = []
-    state = int(env.reset(seed=run.env_seed(step))[0]) - obs_start
 
     while step < config.total_steps:
+        state = int(obs) - obs_start
         epsilon = linear_schedule(config.epsilon_start, config.epsilon_end, int(config.exploration_fraction * config.total_steps), step)
         if rng.random() < epsilon:
             action = int(rng.integers(q_table.shape[1]))
@@ -92,25 +92,25 @@ def train(config: QLearningConfig) -> tuple[TabularPolicy, History]:
             row = q_table[state]
             action = int(rng.choice(np.flatnonzero(row == row.max())))
         next_obs, reward, terminated, truncated, _ = env.step(action + action_start)
-        next_state = int(next_obs) - obs_start
 
         learning_rate = config.learning_rate
         if config.learning_rate_end is not None:
             learning_rate = linear_schedule(config.learning_rate, config.learning_rate_end, config.total_steps, step)
-        td_errors.append(q_learning_update(q_table, state, action, float(reward), next_state, terminated, learning_rate, config.gamma))
+        td_errors.append(q_learning_update(q_table, state, action, float(reward), int(next_obs) - obs_start, terminated,
+                                           learning_rate, config.gamma))
 
         step += 1
         episode_over = terminated or truncated
         tracker.add_step(float(reward), episode_over)
-        state = int(env.reset()[0]) - obs_start if episode_over else next_state
+        obs = env.reset()[0] if episode_over else next_obs
 
         if run.log_due(step):
             run.log(step, {**tracker.pop_finished(), "td_error_abs": np.abs(td_errors).mean(),
                            "epsilon": epsilon, "learning_rate": learning_rate})
             td_errors.clear()
         if run.checkpoint_due(step):
-            run.save_checkpoint(step, policy, {}, {"q_table": torch.from_numpy(q_table.copy())})
+            run.save_checkpoint(step, policy, stateful, (env, obs))
         run.progress(step)
 
     env.close()
-    return run.finish(step, policy, {}, {"q_table": torch.from_numpy(q_table.copy())})
+    return run.finish(step, policy, stateful, (env, obs))

@@ -62,6 +62,53 @@ class ReinforceConfig(RunConfig):
         require(self, "activation", self.activation in ("tanh", "relu"), "must be 'tanh' or 'relu'")
 
 
+@dataclass
+class EpisodeBatch:
+    """Complete episodes, concatenated: rows are steps, obs encoded."""
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    episode_end: np.ndarray  # True on each episode's last step
+    truncated_rows: list[int]  # last rows of episodes a time limit cut (not terminated)
+    truncated_obs: np.ndarray  # the encoded states those episodes were cut in
+
+
+def play_episodes(env, agent: ActorCritic, obs, episodes: int, rng: np.random.Generator, tracker: EpisodeTracker):
+    """Play `episodes` complete episodes from `obs` with the current policy; returns (batch, next obs)."""
+    observations, actions_spec = agent.spec["obs_spec"], agent.spec["action_spec"]
+    rows: dict[str, list] = {"obs": [], "actions": [], "rewards": [], "episode_end": []}
+    truncated_rows, truncated_obs = [], []
+    for _episode in range(episodes):
+        done = False
+        while not done:
+            encoded = encode_obs(np.asarray(obs)[None], observations)
+            action, _, _ = agent.sample(encoded, rng, with_value=False)
+            obs, reward, terminated, truncated, _ = env.step(to_env_actions(action, actions_spec)[0])
+            done = terminated or truncated
+            for key, value in (("obs", encoded[0]), ("actions", action[0]), ("rewards", float(reward)), ("episode_end", done)):
+                rows[key].append(value)
+            tracker.add_step(float(reward), done)
+            if truncated and not terminated:
+                truncated_rows.append(len(rows["rewards"]) - 1)
+                truncated_obs.append(encode_obs(np.asarray(obs)[None], observations)[0])
+        obs, _ = env.reset()
+    batch = EpisodeBatch(
+        np.stack(rows["obs"]), np.stack(rows["actions"]), np.array(rows["rewards"]), np.array(rows["episode_end"]),
+        truncated_rows, np.array(truncated_obs, dtype=np.float32).reshape(len(truncated_rows), rows["obs"][0].shape[0]),
+    )
+    return batch, obs
+
+
+def returns_to_go(batch: EpisodeBatch, agent: ActorCritic, gamma: float, bootstrap_truncated: bool) -> np.ndarray:
+    """G_t per row; an episode cut by a time limit gets gamma * V(state it was cut in) at its end."""
+    bootstrap = np.zeros(len(batch.rewards))
+    if bootstrap_truncated and batch.truncated_rows:
+        with torch.no_grad():
+            bootstrap[batch.truncated_rows] = agent.value(torch.from_numpy(batch.truncated_obs)).numpy()
+    return discounted_returns(batch.rewards[:, None], batch.episode_end[:, None], bootstrap[:, None], gamma)[:, 0]
+
+
 def train(config: ReinforceConfig) -> tuple[ActorCriticPolicy, History]:
     env = make_env(config.env_id, config.env_kwargs)
     observations = obs_spec(env.observation_space)
@@ -70,50 +117,24 @@ def train(config: ReinforceConfig) -> tuple[ActorCriticPolicy, History]:
     agent = ActorCritic(observations, actions_spec, config.hidden_sizes, config.activation)
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, foreach=True)
     policy = ActorCriticPolicy(agent)
-    stateful = {"agent": agent, "optimizer": optimizer}
-
-    step, _ = run.restore(stateful)
-    rng = run.rng
     tracker = EpisodeTracker(1)
-    env_seed = run.env_seed(step)  # used for the first reset only; the env's RNG carries on from there
+    stateful = {"agent": agent, "optimizer": optimizer, "episodes": tracker}
+
+    step = run.restore(stateful)
+    env, obs = run.start_env(env, step)
+    rng = run.rng
 
     while step < config.total_steps:
         if config.anneal_lr:
             optimizer.param_groups[0]["lr"] = config.learning_rate * (1.0 - step / config.total_steps)
 
-        # 1. play whole episodes; remember where each ended and whether a time limit cut it
-        batch_obs, batch_actions, batch_rewards, batch_end = [], [], [], []
-        truncated_at: list[tuple[int, np.ndarray]] = []  # (row of the last step, final observation)
-        for _episode in range(config.episodes_per_update):
-            obs = encode_obs(np.asarray(env.reset(seed=env_seed)[0])[None], observations)
-            env_seed = None
-            done = False
-            while not done:
-                action, _, _ = agent.sample(obs, rng, with_value=False)
-                next_obs, reward, terminated, truncated, _ = env.step(to_env_actions(action, actions_spec)[0])
-                done = terminated or truncated
-                batch_obs.append(obs[0])
-                batch_actions.append(action[0])
-                batch_rewards.append(float(reward))
-                batch_end.append(done)
-                tracker.add_step(float(reward), done)
-                obs = encode_obs(np.asarray(next_obs)[None], observations)
-                if truncated and not terminated:
-                    truncated_at.append((len(batch_rewards) - 1, obs[0]))
-        step += len(batch_rewards)
+        # 1. whole episodes with the current policy, and their returns-to-go
+        batch, obs = play_episodes(env, agent, obs, config.episodes_per_update, rng, tracker)
+        step += len(batch.rewards)
+        b_returns = torch.from_numpy(returns_to_go(batch, agent, config.gamma, config.baseline)).float()
+        b_obs, b_actions = torch.from_numpy(batch.obs), torch.from_numpy(batch.actions)
 
-        # 2. returns-to-go, bootstrapped with V(final state) where a time limit ended the episode
-        b_obs = torch.from_numpy(np.stack(batch_obs))
-        b_actions = torch.from_numpy(np.stack(batch_actions))
-        bootstrap = np.zeros(len(batch_rewards))
-        if truncated_at and config.baseline:
-            with torch.no_grad():
-                final_values = agent.value(torch.from_numpy(np.stack([o for _, o in truncated_at])))
-            bootstrap[[row for row, _ in truncated_at]] = final_values.numpy()
-        returns = discounted_returns(np.array(batch_rewards)[:, None], np.array(batch_end)[:, None], bootstrap[:, None], config.gamma)[:, 0]
-        b_returns = torch.from_numpy(returns).float()
-
-        # 3. one policy-gradient step, plus the baseline's regression
+        # 2. one policy-gradient step, plus the baseline's regression
         log_probs, entropy = agent.log_prob_entropy(b_obs, b_actions)
         values = agent.value(b_obs) if config.baseline else torch.zeros_like(b_returns)
         advantages = b_returns - values.detach()
@@ -135,8 +156,8 @@ def train(config: ReinforceConfig) -> tuple[ActorCriticPolicy, History]:
                 learning["value_loss"] = value_loss.item()
             run.log(step, {**tracker.pop_finished(), **learning})
         if run.checkpoint_due(step):
-            run.save_checkpoint(step, policy, stateful)
+            run.save_checkpoint(step, policy, stateful, (env, obs))
         run.progress(step)
 
     env.close()
-    return run.finish(step, policy, stateful)
+    return run.finish(step, policy, stateful, (env, obs))

@@ -7,13 +7,15 @@
       events.*              TensorBoard (when installed)
       plots/*.png           one curve per logged metric
       checkpoint-<step>/    policy.pt (what `classic eval` loads) + trainer_state.pt (networks,
-                            optimizers, RNG states, step, algorithm extras such as the replay buffer)
+                            optimizers, replay buffer, RNG states, step) + envs.pkl (the envs
+                            mid-episode and the current observation, when they can be pickled)
       final/                policy.pt + config.yaml of the last step
 
 A checkpoint is written into a hidden temporary folder and renamed into place, so a run killed
-mid-write leaves no half checkpoint; `resume=True` continues from the newest complete one.
-Environments cannot be checkpointed in general, so a resumed run resets them with a seed derived
-from the step: it continues the same training, not the same bit-for-bit trajectory.
+mid-write leaves no half checkpoint; `resume=True` continues from the newest complete one. With the
+env snapshot, a resumed run logs the same numbers as an uninterrupted one (when checkpoint_every is
+a multiple of log_every); an env that cannot be pickled is instead reset with a fresh seed, which
+continues the same training but not the same trajectory.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from rewardlab.classic.config import RunConfig, save_config
+from rewardlab.classic.envs import env_snapshot_bytes, load_env_snapshot
 from rewardlab.classic.evaluate import evaluate
 from rewardlab.classic.policies import Policy
 
@@ -67,6 +70,7 @@ class Run:
         save_config(config, self.dir / "config.yaml")
         self._tensorboard = None
         self._bar = None
+        self._env_snapshot: Path | None = None
 
     def _check_run_dir(self) -> None:
         started = any((self.dir / name).exists() for name in ("metrics.jsonl", "final")) or list_checkpoints(self.dir)
@@ -78,13 +82,14 @@ class Run:
 
     # --- resume -------------------------------------------------------------------------------------
 
-    def restore(self, stateful: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """Load the newest complete checkpoint into `stateful` (modules, optimizers, anything with
-        load_state_dict) when resuming. Returns (step to continue from, the algorithm's extras)."""
+    def restore(self, stateful: dict[str, Any]) -> int:
+        """Call once before the training loop. When resuming, load the newest complete checkpoint into
+        `stateful` (modules, optimizers, buffers: anything with state_dict/load_state_dict) and the
+        RNGs. Returns the environment step to continue from (0 for a fresh run)."""
         checkpoint = latest_checkpoint(self.dir) if self.config.resume else None
         if checkpoint is None:
             self._open_writers()
-            return 0, {}
+            return 0
         state = torch.load(checkpoint / "trainer_state.pt", weights_only=True)
         for key, obj in stateful.items():
             obj.load_state_dict(state["stateful"][key])
@@ -95,6 +100,7 @@ class Run:
         self._next_log = (step // self.config.log_every + 1) * self.config.log_every
         if self.config.checkpoint_every:
             self._next_checkpoint = (step // self.config.checkpoint_every + 1) * self.config.checkpoint_every
+        self._env_snapshot = checkpoint / "envs.pkl" if (checkpoint / "envs.pkl").exists() else None
         # Rows logged after the checkpoint belong to the lost segment; drop them so steps stay unique.
         metrics_path = self.dir / "metrics.jsonl"
         if metrics_path.exists():
@@ -103,10 +109,21 @@ class Run:
             metrics_path.write_text("".join(json.dumps(row) + "\n" for row in self.history))
         self._open_writers(purge_step=step + 1)
         print(f"resuming {self.dir} from {checkpoint.name}", file=sys.stderr)
-        return step, state["extra"]
+        return step
+
+    def start_env(self, env: Any, step: int) -> tuple[Any, Any]:
+        """(env, current observation) to train on: when resuming from a checkpoint that holds an
+        environment snapshot, the env(s) exactly as they were, mid-episode, so the resumed run repeats
+        the uninterrupted one; otherwise `env` reset with seed `env_seed(step)`."""
+        if self._env_snapshot is not None:
+            env.close()
+            return load_env_snapshot(self._env_snapshot.read_bytes())
+        obs, _ = env.reset(seed=self.env_seed(step))
+        return env, obs
 
     def env_seed(self, step: int) -> int:
-        """Seed for resetting the training envs at `step` (0 for a fresh run)."""
+        """Seed for resetting the training envs at `step`: config.seed for a fresh run; a resumed run
+        without an env snapshot gets a new seed, so it does not replay the episodes already seen."""
         return self.config.seed + step
 
     def _open_writers(self, purge_step: int | None = None) -> None:
@@ -161,16 +178,25 @@ class Run:
     def checkpoint_due(self, step: int) -> bool:
         return self.config.checkpoint_every > 0 and self._next_checkpoint <= step < self.config.total_steps
 
-    def save_checkpoint(self, step: int, policy: Policy, stateful: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
+    def save_checkpoint(self, step: int, policy: Policy, stateful: dict[str, Any], env_state: tuple[Any, Any] | None = None) -> Path:
+        """checkpoint-<step>/: policy.pt, trainer_state.pt and, when `env_state` = (env, obs) can be
+        pickled, envs.pkl (a pickle, unlike the weights-only .pt files: only resume runs you made)."""
         state = {
             "step": step,
             "elapsed": self.elapsed(),
             "stateful": {key: obj.state_dict() for key, obj in stateful.items()},
             "rng": _rng_states(self.rng),
-            "extra": extra or {},
         }
+        env_snapshot = env_snapshot_bytes(*env_state) if env_state is not None else None
+
+        def write(tmp: Path) -> None:
+            policy.save(tmp / "policy.pt")
+            torch.save(state, tmp / "trainer_state.pt")
+            if env_snapshot is not None:
+                (tmp / "envs.pkl").write_bytes(env_snapshot)
+
         target = self.dir / f"checkpoint-{step}"
-        _write_atomically(target, lambda tmp: (policy.save(tmp / "policy.pt"), torch.save(state, tmp / "trainer_state.pt")))
+        _write_atomically(target, write)
         if self.config.checkpoint_every:
             while self._next_checkpoint <= step:
                 self._next_checkpoint += self.config.checkpoint_every
@@ -181,13 +207,13 @@ class Run:
 
     # --- the end ------------------------------------------------------------------------------------
 
-    def finish(self, step: int, policy: Policy, stateful: dict[str, Any], extra: dict[str, Any] | None = None) -> tuple[Policy, History]:
+    def finish(self, step: int, policy: Policy, stateful: dict[str, Any], env_state: tuple[Any, Any] | None = None) -> tuple[Policy, History]:
         """Last checkpoint, final/, plots, end-of-training eval, summary.json and a printed summary."""
         train_time = self.elapsed()
         self.progress(step)
         if self._bar is not None:
             self._bar.close()
-        self.save_checkpoint(step, policy, stateful, extra)
+        self.save_checkpoint(step, policy, stateful, env_state)
         _write_atomically(self.dir / "final", lambda tmp: (policy.save(tmp / "policy.pt"), shutil.copy(self.dir / "config.yaml", tmp)))
         summary: dict[str, Any] = {
             "algo": self.config.algo,
@@ -213,6 +239,19 @@ class Run:
         if self.config.progress:
             print_summary(self.dir, summary)
         return policy, self.history
+
+
+class ArrayState:
+    """Lets a numpy array (a Q-table) ride in `stateful`; restored in place."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"array": torch.from_numpy(self.array.copy())}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.array[...] = state["array"].numpy()
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
