@@ -333,3 +333,27 @@ def field_docs(cls: type) -> dict[str, str]:
                 if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
                     docs[node.target.id] = " ".join(str(nxt.value.value).split())
     return docs
+
+
+def reference_markdown() -> str:
+    """The config reference in README.md, generated from the dataclasses (tests check it is current)."""
+    lines = []
+    for cls in (CommonConfig, SFTConfig, GRPOConfig):
+        own = [f for f in dataclasses.fields(cls) if cls is CommonConfig or f.name not in config_fields(CommonConfig)
+               or f.default != config_fields(CommonConfig)[f.name].default]
+        docs = field_docs(cls)
+        lines += [f"### {cls.__name__}", "", (cls.__doc__ or "").strip(), "", "| key | default | meaning |", "|---|---|---|"]
+        for f in own:
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            doc = docs.get(f.name, "") or docs.get(f.name, "")
+            if not doc:
+                doc = field_docs(CommonConfig).get(f.name, "")
+            lines.append(f"| `{f.name}` | `{default!r}` | {doc.replace('|', '/')} |")
+        lines.append("")
+    presets = ", ".join(f"`{m}`" + (f" ({', '.join(f'{k}={v}' for k, v in p.items())})" if p else "") for m, (_, p) in METHOD_PRESETS.items())
+    lines.append(f"Methods and the defaults they set: {presets}.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference_markdown())

@@ -18,6 +18,21 @@ def _is_heldout(a: int, op: str, b: int, heldout_fraction: float) -> bool:
     return int.from_bytes(digest, "little") / 2**32 < heldout_fraction
 
 
+def add_without_carry(a: int, b: int) -> str:
+    """Column addition that forgets every carry: 17 + 25 -> "32", 95 + 8 -> "93".
+
+    >>> add_without_carry(17, 25), add_without_carry(95, 8), add_without_carry(12, 30)
+    ('32', '93', '42')
+    """
+    width = max(len(str(a)), len(str(b)))
+    xs, ys = str(a).zfill(width), str(b).zfill(width)
+    return str(int("".join(str((int(x) + int(y)) % 10) for x, y in zip(xs, ys))))
+
+
+def has_carry(a: int, b: int) -> bool:
+    return add_without_carry(a, b) != str(a + b)
+
+
 def answer_text(completion: str) -> str:
     """The answer a completion gives: its first line, stripped ("82 " -> "82", "82\\nmore" -> "82")."""
     return completion.strip().split("\n", 1)[0].strip() if completion.strip() else ""
@@ -40,6 +55,12 @@ class ArithmeticTask:
     min_digits/max_digits: operand sizes (each operand drawn with a uniformly chosen digit count).
     ops: any of "+", "-", "*".
     chat: prompts as chat messages [{"role": "user", "content": "12+34="}] instead of plain text.
+    reverse_answer: write the answer least-significant digit first ("17+25=" -> "24"), the order in which
+        digits and carries are worked out; small models learn it far faster.
+    sloppy_carry_rate: the share of supervised demonstrations ("completion") written by a sloppy
+        demonstrator who forgets every carry ("17+25=" -> "32"), as imperfect human or weak-model
+        demonstrations would be. "answer", which the verifier checks, is always right. SFT imitates the
+        demonstrator's mistakes; RL with the verifier can learn past them.
     """
 
     min_digits: int = 1
@@ -47,6 +68,8 @@ class ArithmeticTask:
     ops: tuple[str, ...] = ("+",)
     heldout_fraction: float = 0.2
     chat: bool = False
+    reverse_answer: bool = False
+    sloppy_carry_rate: float = 0.0
 
     name = "arithmetic"
 
@@ -57,6 +80,8 @@ class ArithmeticTask:
         bad = [o for o in self.ops if o not in OPS]
         if bad or not self.ops:
             raise ValueError(f"arithmetic: unknown operator(s) {bad}; valid: {list(OPS)}")
+        if not 0 <= self.sloppy_carry_rate <= 1:
+            raise ValueError(f"arithmetic: sloppy_carry_rate must be in [0, 1], got {self.sloppy_carry_rate}")
         if not 0 < self.heldout_fraction < 1:
             raise ValueError(f"arithmetic: heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
 
@@ -77,8 +102,13 @@ class ArithmeticTask:
                 continue
             text = f"{a}{op}{b}="
             answer = str(OPS[op](a, b))
+            completion = answer
+            if op == "+" and rng.random() < self.sloppy_carry_rate:
+                completion = add_without_carry(a, b)
+            if self.reverse_answer:
+                answer, completion = answer[::-1], completion[::-1]
             prompt = [{"role": "user", "content": text}] if self.chat else text
-            records.append({"prompt": prompt, "answer": answer, "completion": answer})
+            records.append({"prompt": prompt, "answer": answer, "completion": completion})
         return records
 
     def reward_functions(self) -> list:

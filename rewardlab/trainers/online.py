@@ -6,7 +6,6 @@ GRPO, Dr. GRPO, DAPO, GSPO and RLOO are this one loop with different registry en
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from contextlib import nullcontext
@@ -24,7 +23,7 @@ from ..algos import (
 )
 from ..config import GRPOConfig
 from ..data import columns
-from ..models import is_peft, token_logprobs
+from ..models import is_peft, load_policy, token_logprobs
 from ..monitor import format_table, plot_run, progress
 from ..rewards import summary_metrics
 from ..rollout import HFEngine, Rollout, SamplingParams, concat_rollouts, select_rows
@@ -44,11 +43,13 @@ def advantage_options(cfg: GRPOConfig) -> dict:
 class Reference:
     """The frozen reference policy: the LoRA base with the adapter off, or a frozen copy of the start."""
 
-    def __init__(self, policy: torch.nn.Module, cfg: GRPOConfig):
+    def __init__(self, policy: torch.nn.Module, cfg: GRPOConfig | None):
         self.policy = policy
         self.copy = None
         if not is_peft(policy):
-            self.copy = copy.deepcopy(policy).requires_grad_(False).eval()
+            # loaded afresh from cfg.model, not copied from the policy: after --resume the policy has moved
+            model, _ = load_policy(cfg.model, dtype=cfg.dtype, device=cfg.device, seed=cfg.seed, model_config=cfg.model_config)
+            self.copy = model.requires_grad_(False).eval()
 
     def context(self):
         return self.policy.disable_adapter() if self.copy is None else nullcontext()
@@ -163,7 +164,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
                     kl = kl_estimate(logp, ref_logp[rows], cfg.kl_estimator)
                     if cfg.beta > 0:
                         per_token = per_token + cfg.beta * kl
-                    loss_metrics["kl"] = float((kl * mask).sum() / mask.sum().clamp(min=1))
+                    loss_metrics["kl"] = float((kl.detach() * mask).sum() / mask.sum().clamp(min=1))
                 loss = aggregate(per_token, mask, cfg.max_completion_length)
                 weight = minibatch_weight(aggregation, completion_mask, rows, rows_total)
                 (loss * weight).backward()
