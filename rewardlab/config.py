@@ -309,7 +309,12 @@ def load_config(
 
 
 def config_to_dict(cfg: CommonConfig) -> dict[str, Any]:
-    return {"method": cfg.method, **dataclasses.asdict(cfg)}
+    values = dataclasses.asdict(cfg)
+    if "reward_funcs" in values:  # callables passed from Python are recorded by import path
+        values["reward_funcs"] = [
+            f"{f.__module__}:{f.__qualname__}" if callable(f) else f for f in values["reward_funcs"]
+        ]
+    return {"method": cfg.method, **values}
 
 
 def save_config(cfg: CommonConfig, path: str | Path) -> None:

@@ -86,6 +86,12 @@ def load_policy(
         policy = AutoModelForCausalLM.from_pretrained(
             source, local_files_only=True, dtype=torch_dtype, **kwargs
         )
+        quantizer = getattr(policy, "hf_quantizer", None)
+        if quantizer is not None and all(p.is_floating_point() for p in policy.parameters()):
+            # a GGUF file dequantised at load keeps its quantizer attached, which makes save_pretrained refuse
+            # ("quantized with gguf and is not serializable") and would write a gguf quantization_config into
+            # config.json; the weights are ordinary float tensors by now, so drop the marker.
+            quantizer.remove_quantization_config(policy)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"

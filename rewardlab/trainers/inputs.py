@@ -69,7 +69,7 @@ def _import_function(path: str):
 def reward_functions(cfg: Any) -> RewardFunctions:
     """The config's reward functions: names from REWARDS, "module:function" paths, or the task's verifier."""
     if cfg.reward_funcs:
-        funcs = [_import_function(f) if ":" in f else REWARDS[f] for f in cfg.reward_funcs]
+        funcs = [f if callable(f) else _import_function(f) if ":" in f else REWARDS[f] for f in cfg.reward_funcs]
     elif cfg.dataset:
         funcs = [REWARDS["math"]]
     else:
