@@ -78,7 +78,7 @@ def train(config: A2CConfig) -> tuple[ActorCriticPolicy, History]:
     if config.optimizer == "rmsprop":
         optimizer = torch.optim.RMSprop(agent.parameters(), lr=config.learning_rate, alpha=0.99, eps=1e-5, foreach=True)
     else:
-        optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, foreach=True)
+        optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, fused=True)
     policy = ActorCriticPolicy(agent)
     tracker = EpisodeTracker(config.num_envs)
     stateful = {"agent": agent, "optimizer": optimizer, "episodes": tracker}

@@ -85,7 +85,7 @@ def train(config: PPOConfig) -> tuple[ActorCriticPolicy, History]:
     actions = action_spec(envs.single_action_space, "ppo", allow_box=True)
     run = Run(config)  # seeds torch before the networks are initialised
     agent = ActorCritic(observations, actions, config.hidden_sizes, config.activation)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5, foreach=True)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5, fused=True)
     policy = ActorCriticPolicy(agent)
     tracker = EpisodeTracker(config.num_envs)
     stateful = {"agent": agent, "optimizer": optimizer, "episodes": tracker}

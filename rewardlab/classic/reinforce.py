@@ -115,7 +115,7 @@ def train(config: ReinforceConfig) -> tuple[ActorCriticPolicy, History]:
     actions_spec = action_spec(env.action_space, "reinforce", allow_box=True)
     run = Run(config)  # seeds torch before the networks are initialised
     agent = ActorCritic(observations, actions_spec, config.hidden_sizes, config.activation)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, foreach=True)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, fused=True)
     policy = ActorCriticPolicy(agent)
     tracker = EpisodeTracker(1)
     stateful = {"agent": agent, "optimizer": optimizer, "episodes": tracker}
