@@ -89,3 +89,8 @@ def test_cli_reports_errors_without_a_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert "unknown config key 'epsilonn'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_delegates_classic_with_its_own_flags():
+    result = subprocess.run([sys.executable, "-m", "rewardlab.cli", "classic", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "q_learning" in result.stdout + result.stderr
