@@ -6,7 +6,6 @@ GRPO, Dr. GRPO, DAPO, GSPO and RLOO are this one loop with different registry en
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import nullcontext
 
@@ -24,13 +23,13 @@ from ..algos import (
 from ..config import GRPOConfig
 from ..data import columns
 from ..models import is_peft, load_policy, token_logprobs
-from ..monitor import format_table, plot_run, progress
+from ..monitor import format_table, progress
 from ..rewards import summary_metrics
 from ..rollout import HFEngine, Rollout, SamplingParams, concat_rollouts, select_rows
-from .checkpoint import save_checkpoint, save_final
+from .checkpoint import save_checkpoint
 from .evaluate import completions_for, evaluate_accuracy
 from .inputs import encode_prompt, eval_records, preflight_rewards, reward_functions, train_records, verifier
-from .setup import grad_step, start_run
+from .setup import finish_run, grad_step, start_run
 
 # TRL's loss_type names map onto rewardlab's aggregation names.
 LOSS_TYPES = {"grpo": "seq_mean_token_mean", "dr_grpo": "seq_mean_token_sum_norm", "dapo": "token_mean", "bnpo": "token_mean"}
@@ -215,21 +214,13 @@ def train_grpo(cfg: GRPOConfig) -> dict:
 
     model.eval()
     accuracy, rows = evaluate_accuracy(model, tok, held_out, verify, cfg.max_completion_length)
-    ctx.logger.log(cfg.max_steps, {"eval/accuracy": accuracy})
-    save_final(ctx.run_dir, model, tok)
-    with open(ctx.run_dir / "eval_samples.jsonl", "w") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
-    summary = {
+    summary = finish_run(ctx, cfg.max_steps, rows, {
         "method": cfg.method,
         "steps": cfg.max_steps,
         "eval_accuracy_before": initial_eval,
         "eval_accuracy": accuracy,
         "train_time_s": train_time,
-    }
-    (ctx.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    ctx.logger.close()
-    plot_run(ctx.run_dir)
+    })
     print(format_table([[cfg.method, initial_eval, accuracy, f"{train_time:.0f}s"]], ["method", "accuracy before", "after", "time"]))
     return summary
 

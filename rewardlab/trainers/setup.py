@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -12,8 +13,8 @@ import torch
 
 from ..config import CommonConfig, save_config
 from ..models import apply_lora, load_policy
-from ..monitor import RunLogger
-from .checkpoint import list_checkpoints, load_checkpoint, set_seed
+from ..monitor import RunLogger, plot_run
+from .checkpoint import list_checkpoints, load_checkpoint, save_final, set_seed
 
 log = logging.getLogger(__name__)
 
@@ -84,3 +85,16 @@ def grad_step(ctx: RunContext, max_grad_norm: float) -> float:
     ctx.scheduler.step()
     ctx.optimizer.zero_grad(set_to_none=True)
     return norm
+
+
+def finish_run(ctx: RunContext, step: int, eval_rows: list[dict], summary: dict[str, Any]) -> dict[str, Any]:
+    """The end of every run: final/ model, per-sample held-out results, summary.json, plots."""
+    ctx.logger.log(step, {"eval/accuracy": summary["eval_accuracy"]})
+    save_final(ctx.run_dir, ctx.model, ctx.tokenizer)
+    with open(ctx.run_dir / "eval_samples.jsonl", "w") as fh:
+        for row in eval_rows:
+            fh.write(json.dumps(row) + "\n")
+    (ctx.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    ctx.logger.close()
+    plot_run(ctx.run_dir)
+    return summary

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import torch
 
 from ..config import SFTConfig
 from ..models import token_logprobs
-from ..monitor import plot_run, progress
+from ..monitor import progress
 from ..rollout import left_pad
-from .checkpoint import save_checkpoint, save_final
+from .checkpoint import save_checkpoint
 from .evaluate import evaluate_accuracy
 from .inputs import encode_completion, encode_prompt, eval_records, train_records, verifier
-from .setup import grad_step, start_run
+from .setup import finish_run, grad_step, start_run
 
 
 def right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,13 +70,5 @@ def train_sft(cfg: SFTConfig) -> dict:
     train_time = time.time() - t_start
 
     accuracy, rows = evaluate_accuracy(model, tok, held_out, verify, cfg.max_new_tokens)
-    ctx.logger.log(cfg.max_steps, {"eval/accuracy": accuracy})
-    save_final(ctx.run_dir, model, tok)
-    with open(ctx.run_dir / "eval_samples.jsonl", "w") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
     summary = {"method": "sft", "steps": cfg.max_steps, "eval_accuracy": accuracy, "train_time_s": train_time}
-    (ctx.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    ctx.logger.close()
-    plot_run(ctx.run_dir)
-    return summary
+    return finish_run(ctx, cfg.max_steps, rows, summary)
