@@ -11,8 +11,12 @@ checkpoint, plots). Final return: the trained greedy policy, 100 episodes on see
 by the same evaluation function for both.
 
 Hyperparameters: rewardlab's defaults (ALGORITHMS.md §9), translated where the libraries spell the
-same thing differently (SB3_EQUIVALENT below). Where SB3 hard-codes a choice, rewardlab is set to it:
-DQN uses the Huber loss and gradient clipping at 10 here (rewardlab's default is CleanRL's MSE, no clip).
+same thing differently (see sb3_model). Where one library lacks an option, both run without it:
+- PPO: value clipping off (SB3's clip_range_vf clips differently from CleanRL's clip_vloss).
+- DQN: plain DQN targets (SB3 has no Double DQN). SB3 hard-codes the Huber loss; with it, CleanRL's
+  CartPole setting fails in both libraries (seed 0: greedy return 9.3 in each), so this script makes
+  SB3's DQN module use MSE, CleanRL's loss and rewardlab's default. SB3 always calls clip_grad_norm_;
+  both get a bound of 1e6, which no gradient reaches: the same work, no clipping.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 import stable_baselines3
+import stable_baselines3.dqn.dqn as sb3_dqn_module
 import torch
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.env_util import make_vec_env
@@ -49,8 +54,17 @@ EVAL_SEED = 1000
 REWARDLAB = {
     "ppo": (ppo, ppo.PPOConfig, {"clip_vloss": False}),  # SB3 clips the value differently; both off
     "a2c": (a2c, a2c.A2CConfig, {}),
-    "dqn": (dqn, dqn.DQNConfig, {"loss": "huber", "max_grad_norm": 10.0}),  # SB3's fixed choices
+    "dqn": (dqn, dqn.DQNConfig, {"double_dqn": False, "max_grad_norm": 1e6}),
 }
+
+
+class FunctionalWithMSE:
+    """torch.nn.functional with smooth_l1_loss replaced by mse_loss, installed as SB3 DQN's `F`."""
+
+    smooth_l1_loss = staticmethod(torch.nn.functional.mse_loss)
+
+    def __getattr__(self, name: str):
+        return getattr(torch.nn.functional, name)
 
 
 def linear_schedule(initial: float):
@@ -84,6 +98,8 @@ def sb3_model(algo: str, config, seed: int):
             seed=seed, device="cpu", verbose=0,
         )
     if algo == "dqn":
+        if config.loss == "mse":
+            sb3_dqn_module.F = FunctionalWithMSE()
         return DQN(
             "MlpPolicy", make_vec_env(ENV_ID, n_envs=1, seed=seed),
             learning_rate=config.learning_rate, buffer_size=config.buffer_size, learning_starts=config.learning_starts,

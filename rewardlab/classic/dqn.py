@@ -1,7 +1,7 @@
 """Deep Q-Network (Mnih et al. 2015) with an optional Double-DQN target (van Hasselt et al. 2016).
 
 Discrete actions; Box or Discrete (one-hot) observations. Defaults are CleanRL's CartPole setting
-(ALGORITHMS.md §9). Each environment step: act epsilon-greedily, store the transition, and every
+(ALGORITHMS.md §9) with the Double-DQN target switched on. Each environment step: act epsilon-greedily, store the transition, and every
 `train_frequency` steps fit Q(s, a) to
 
     r + gamma * (1 - terminated) * Q_target(s', argmax_a' Q_?(s', a'))     ? = target (DQN) or online (Double)
@@ -57,8 +57,10 @@ class DQNConfig(RunConfig):
     """Environment steps between training rounds."""
     gradient_steps: int = 1
     """Gradient steps per training round."""
-    double_dqn: bool = False
-    """Pick the next action with the online network and score it with the target network."""
+    double_dqn: bool = True
+    """Pick the next action with the online network and score it with the target network. On by
+    default: with CleanRL's otherwise unchanged CartPole setting, vanilla DQN (False) collapsed late in
+    training on 1 of 3 seeds (greedy return 395 at 500k steps); Double DQN solved 5 of 5."""
     loss: str = "mse"
     """'mse' (CleanRL) or 'huber' (SB3, Mnih et al.)."""
     max_grad_norm: float = 0.0
