@@ -60,7 +60,7 @@ class RunConfig:
     torch_threads: int = 1
     """torch.set_num_threads. Small MLPs run fastest on one thread; more threads only add overhead."""
     progress: bool = True
-    """Show a tqdm progress bar."""
+    """Show a tqdm progress bar while training and print a summary table at the end."""
     tensorboard: bool = True
     """Write TensorBoard events into the run directory (skipped if tensorboard is not installed)."""
 

@@ -88,6 +88,9 @@ class Run:
         RNGs. Returns the environment step to continue from (0 for a fresh run)."""
         checkpoint = latest_checkpoint(self.dir) if self.config.resume else None
         if checkpoint is None:
+            if self.config.resume and (self.dir / "metrics.jsonl").exists():
+                print(f"{self.dir}: no complete checkpoint to resume; starting over from step 0", file=sys.stderr)
+                (self.dir / "metrics.jsonl").unlink()  # rows of the lost attempt would repeat steps
             self._open_writers()
             return 0
         state = torch.load(checkpoint / "trainer_state.pt", weights_only=True)

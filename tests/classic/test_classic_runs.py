@@ -106,6 +106,16 @@ def test_resume_without_env_snapshot_continues_at_checkpoint_step(quiet):
     assert state["step"] == 920
 
 
+def test_resume_before_any_checkpoint_starts_over(quiet):
+    config = make_config("q_learning", quiet)
+    _, history = q_learning.train(config)
+    for checkpoint in list_checkpoints(config.run_dir):  # killed before the first checkpoint landed
+        shutil.rmtree(checkpoint)
+    shutil.rmtree(config.run_dir / "final")
+    _, resumed = q_learning.train(make_config("q_learning", quiet, resume=True))
+    assert without_timing(resumed) == without_timing(history) == without_timing(read_metrics(config.run_dir))
+
+
 def test_tensorboard_events_written(quiet):
     config = make_config("q_learning", {**quiet, "tensorboard": True})
     q_learning.train(config)
