@@ -106,3 +106,31 @@ def test_lora_reference_is_the_base_with_the_adapter_disabled(tmp_path):
     policy = apply_lora(load_policy(str(tmp_path / "sft" / "final"))[0], r=4, alpha=16)
     reference = Reference(policy, None)
     assert reference.copy is None  # no second copy of the weights
+
+
+def test_eval_uses_the_task_options_the_model_was_trained_with(tmp_path, capsys):
+    from rewardlab.cli import main
+    from rewardlab.tasks import make_task
+
+    options = {"max_digits": 2, "reverse_answer": True}
+    rewardlab.train("sft", small(tmp_path, run_name="sft", batch_size=8, task_options=options))
+    assert main(["eval", "--model", str(tmp_path / "sft" / "final"), "--n", "6", "--seed", "3"]) == 0
+    assert '"reverse_answer": true' in capsys.readouterr().out
+    rows = [json.loads(line) for line in open(tmp_path / "sft" / "final" / "eval-arithmetic-seed3.jsonl")]
+    expected = make_task("arithmetic", **options).generate(6, seed=3, split="test")
+    assert [r["answer"] for r in rows] == [r["answer"] for r in expected]  # reversed answers, as in training
+    # an explicit --task-options wins over the run's config
+    assert main(["eval", "--model", str(tmp_path / "sft" / "final"), "--n", "6", "--seed", "3", "--task-options", "{}"]) == 0
+    assert "config.yaml" not in capsys.readouterr().out
+
+
+def test_accuracy_by_carry_splits_additions():
+    from rewardlab.tasks.arithmetic import accuracy_by_carry
+
+    rows = [
+        {"prompt": "17+25=", "correct": True},   # 7+5 carries
+        {"prompt": "95+8=", "correct": False},   # 5+8 carries
+        {"prompt": "12+30=", "correct": True},   # no carry
+        {"prompt": [{"role": "user", "content": "40+41="}], "correct": True},  # chat prompt, no carry
+    ]
+    assert accuracy_by_carry(rows) == {"carry": 0.5, "no_carry": 1.0, "n_carry": 2, "n_no_carry": 2}

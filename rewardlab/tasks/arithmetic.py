@@ -33,6 +33,22 @@ def has_carry(a: int, b: int) -> bool:
     return add_without_carry(a, b) != str(a + b)
 
 
+def accuracy_by_carry(rows: list[dict]) -> dict[str, float]:
+    """Accuracy of per-sample rows ({"prompt", "correct"}) on additions with and without a carry.
+
+    >>> accuracy_by_carry([{"prompt": "17+25=", "correct": True}, {"prompt": "12+30=", "correct": False}])
+    {'carry': 1.0, 'no_carry': 0.0, 'n_carry': 1, 'n_no_carry': 1}
+    """
+    groups: dict[bool, list[bool]] = {True: [], False: []}
+    for row in rows:
+        text = row["prompt"] if isinstance(row["prompt"], str) else row["prompt"][-1]["content"]
+        left, _, right = text.rstrip("=").partition("+")
+        if left.isdigit() and right.isdigit():
+            groups[has_carry(int(left), int(right))].append(bool(row["correct"]))
+    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
+    return {"carry": mean(groups[True]), "no_carry": mean(groups[False]), "n_carry": len(groups[True]), "n_no_carry": len(groups[False])}
+
+
 def answer_text(completion: str) -> str:
     """The answer a completion gives: its first line, stripped ("82 " -> "82", "82\\nmore" -> "82")."""
     return completion.strip().split("\n", 1)[0].strip() if completion.strip() else ""
