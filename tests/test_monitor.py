@@ -182,3 +182,63 @@ def test_format_table_dicts_and_lists():
     ]
     with pytest.raises(ValueError, match="row 1 has 1 cells but there are 2 headers"):
         format_table([["a", 1], ["b"]], headers=["name", "value"])
+
+
+def test_reward_length_correlation_worked_example():
+    from rewardlab.monitor import reward_length_correlation
+
+    # deviations (-1, 0, 1) and (1, -1, 0): covariance -1/3, variances 2/3 each -> -0.5
+    assert reward_length_correlation([1.0, 2.0, 3.0], [3, 1, 2]) == pytest.approx(-0.5, abs=1e-12)
+    assert math.isnan(reward_length_correlation([1.0, 2.0], [5, 5]))
+    with pytest.raises(ValueError, match="3 rewards but 2 lengths"):
+        reward_length_correlation([1.0, 2.0, 3.0], [1, 2])
+
+
+# (proxy, gold) per evaluation: proxy climbs throughout; gold peaks at the second evaluation
+HACKED = [(0.1, 0.5), (0.2, 0.6), (0.3, 0.55), (0.4, 0.5), (0.5, 0.45), (0.45, 0.4), (0.6, 0.3)]
+
+
+def test_hacking_monitor_flags_proxy_up_gold_down_for_patience_evaluations(caplog):
+    from rewardlab.monitor import HackingMonitor
+    from rewardlab.monitor.hacking import ALARM, SQRT_KL
+
+    monitor = HackingMonitor(patience=3)
+    with caplog.at_level("WARNING"):
+        logged = [monitor.update(10 * i, proxy, gold, kl=0.25 * i) for i, (proxy, gold) in enumerate(HACKED)]
+    # streaks: 0, 0 (both up), 1, 2, 3 -> alarm at step 40; proxy falls at step 50 -> reset; 1 at step 60
+    assert [row[ALARM] for row in logged] == [0, 0, 0, 0, 1, 0, 0]
+    assert monitor.alarms == [40]
+    assert logged[4][SQRT_KL] == pytest.approx(1.0)  # sqrt(0.25 * 4)
+    assert "since step 10" in caplog.text and "step 40" in caplog.text
+
+    restored = HackingMonitor(patience=3)
+    restored.load_state_dict(monitor.state_dict())
+    assert restored.update(70, 0.7, 0.2, 2.0)[ALARM] == 0  # streak 2 carried over, one more is not yet 3
+    assert restored.update(80, 0.8, 0.1, 2.0)[ALARM] == 1
+
+
+def test_hacking_monitor_tolerance_ignores_small_moves():
+    from rewardlab.monitor import HackingMonitor
+
+    monitor = HackingMonitor(patience=1, tolerance=0.06)
+    flags = [monitor.update(i, p, g, 0.0)["hacking/alarm"] for i, (p, g) in enumerate(HACKED)]
+    # every move in HACKED is 0.05 or 0.1 in proxy; gold moves by 0.05 except the last drop of 0.1
+    assert flags == [0, 0, 0, 0, 0, 0, 1]
+    with pytest.raises(ValueError, match="patience must be >= 1"):
+        HackingMonitor(patience=0)
+
+
+def test_report_draws_gold_vs_proxy_and_marks_alarms(tmp_path, capsys):
+    from rewardlab.cli import main
+    from rewardlab.monitor import HackingMonitor
+
+    monitor = HackingMonitor(patience=3)
+    with RunLogger(tmp_path, tensorboard=False) as logger:
+        for i, (proxy, gold) in enumerate(HACKED):
+            logger.log(10 * i, {"reward": proxy, **monitor.update(10 * i, proxy, gold, kl=0.1 * i)})
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "alarms (proxy up, gold down) at steps: 40" in out
+    for name in ["gold_vs_proxy.png", "hacking.png", "reward.png"]:
+        assert (tmp_path / "plots" / name).stat().st_size > 1000, name
+    assert main(["report", str(tmp_path / "missing")]) == 2

@@ -22,11 +22,13 @@ logger = logging.getLogger(__name__)
 # Output file -> key prefixes. A prefix matches a key's start or the part after any "/" in it
 # ("kl" matches "kl", "policy/kl_mean"); the first group that matches a key gets it.
 PLOT_GROUPS: dict[str, list[str]] = {
+    "hacking.png": ["hacking/"],
     "reward.png": ["reward"],
     "accuracy.png": ["eval/accuracy", "accuracy"],
     "kl.png": ["kl"],
     "length.png": ["completion_length", "completions/", "length"],
-    "loss.png": ["loss", "policy_loss", "value_loss"],
+    "loss.png": ["loss", "policy_loss"],
+    "value.png": ["value_loss", "explained_variance", "values/"],
     "entropy.png": ["entropy"],
     "clip.png": ["clip"],
 }
