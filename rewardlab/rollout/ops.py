@@ -23,6 +23,7 @@ def select_rows(rollout: Rollout, rows: torch.Tensor) -> Rollout:
         finish_reason=[rollout.finish_reason[i] for i in picked],
         prompts_text=[rollout.prompts_text[i] for i in picked] if rollout.prompts_text else [],
         completions_text=[rollout.completions_text[i] for i in picked] if rollout.completions_text else [],
+        completion_attention_mask=None if rollout.completion_attention_mask is None else rollout.completion_attention_mask[rows],
     )
 
 
@@ -48,4 +49,6 @@ def concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
         finish_reason=[r for p in parts for r in p.finish_reason],
         prompts_text=[t for p in parts for t in p.prompts_text],
         completions_text=[t for p in parts for t in p.completions_text],
+        completion_attention_mask=None if all(p.completion_attention_mask is None for p in parts) else cat(
+            [p.completion_mask if p.completion_attention_mask is None else p.completion_attention_mask for p in parts], 0, left=False),
     )

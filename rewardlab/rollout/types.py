@@ -47,6 +47,9 @@ class Rollout:
     group_index       [B] long, which prompt (0..len(prompts)-1) each row belongs to
     finish_reason     B strings: "eos", "stop" (a stop string) or "length" (hit max_new_tokens)
     prompts_text / completions_text: decoded text, B each
+    completion_attention_mask  [B, C] long or None: 1 on every real completion token. Multi-turn episodes
+                      put the environment's text inside the completion, attended to but masked out of the
+                      loss; None means the same as completion_mask (single-turn completions)
     """
 
     prompt_ids: torch.Tensor
@@ -58,6 +61,7 @@ class Rollout:
     finish_reason: list[str]
     prompts_text: list[str] = field(default_factory=list)
     completions_text: list[str] = field(default_factory=list)
+    completion_attention_mask: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.completion_ids.shape[0]

@@ -19,6 +19,10 @@ def task_of(cfg: CommonConfig):
 
 
 def train_records(cfg: CommonConfig, n: int, required: tuple[str, ...] = ("prompt",)) -> list[dict]:
+    if cfg.env and not cfg.dataset:  # a text environment: its demonstrator's turns (the SFT cold start)
+        from .env_rollouts import demonstration_records
+
+        return demonstration_records(cfg, n)
     if cfg.dataset:
         records = load_records(cfg.dataset)
         source = cfg.dataset
@@ -36,6 +40,10 @@ def eval_records(cfg: CommonConfig, n: int | None = None, seed: int | None = Non
         records = load_records(cfg.eval_dataset)[:n]
         validate_prompt_records(records, source=cfg.eval_dataset)
         return records
+    if cfg.env:
+        from .env_rollouts import demonstration_records
+
+        return demonstration_records(cfg, n, split="test")
     return task_of(cfg).generate(n, seed=seed, split="test")
 
 
@@ -81,6 +89,10 @@ def verifier(cfg: CommonConfig):
     """The function evaluation counts as correct/incorrect (first reward of the task, or math)."""
     if cfg.eval_dataset or cfg.dataset:
         return REWARDS["math"]
+    if cfg.env:  # the share of legal, parseable actions
+        from .env_rollouts import legal_action_verifier
+
+        return legal_action_verifier(cfg)
     return task_of(cfg).reward_functions()[0]
 
 

@@ -27,6 +27,7 @@ from ..monitor import format_table, progress
 from ..rewards import summary_metrics
 from ..rollout import HFEngine, Rollout, SamplingParams, concat_rollouts, select_rows
 from .checkpoint import save_checkpoint
+from .env_rollouts import EnvRollouts, env_seed_records
 from .evaluate import completions_for, evaluate_accuracy
 from .inputs import encode_prompt, eval_records, preflight_rewards, reward_functions, train_records, verifier
 from .setup import finish_run, grad_step, start_run
@@ -58,9 +59,12 @@ class Reference:
 
 
 def sequence_inputs(rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+    # multi-turn episodes attend to the environment's tokens inside the completion (completion_mask
+    # still keeps them out of the loss)
+    attended = rollout.completion_mask if rollout.completion_attention_mask is None else rollout.completion_attention_mask
     return (
         torch.cat([rollout.prompt_ids, rollout.completion_ids], 1),
-        torch.cat([rollout.prompt_mask, rollout.completion_mask], 1),
+        torch.cat([rollout.prompt_mask, attended], 1),
     )
 
 
@@ -75,11 +79,15 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     # Everything a user can get wrong is checked before the run directory or the model exist.
     aggregation = LOSS_TYPES.get(cfg.loss_type, cfg.loss_type)
     advantage_fn, policy_loss_fn, aggregate = ADVANTAGES[cfg.advantage], POLICY_LOSSES[cfg.policy_loss], AGGREGATIONS[aggregation]
-    rewards_fn = reward_functions(cfg)
-    records = train_records(cfg, cfg.max_steps * cfg.prompts_per_step * (1 + cfg.max_resample_rounds * cfg.dynamic_sampling))
-    preflight_rewards(rewards_fn, records)
-    verify = verifier(cfg)
-    held_out = eval_records(cfg)
+    n_records = cfg.max_steps * cfg.prompts_per_step * (1 + cfg.max_resample_rounds * cfg.dynamic_sampling)
+    if cfg.env:  # a text environment: each "prompt" is an episode seed, played num_generations times
+        records = env_seed_records(cfg, n_records)
+    else:
+        rewards_fn = reward_functions(cfg)
+        records = train_records(cfg, n_records)
+        preflight_rewards(rewards_fn, records)
+        verify = verifier(cfg)
+        held_out = eval_records(cfg)
 
     ctx = start_run(cfg)
     model, tok = ctx.model, ctx.tokenizer
@@ -96,6 +104,9 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         cursor += count
         return batch
 
+    def evaluate():
+        return evaluate_accuracy(model, tok, held_out, verify, cfg.max_completion_length)
+
     def rollout_and_score(batch: list[dict]):
         encoded = [encode_prompt(r["prompt"], tok, cfg.max_prompt_length) for r in batch]
         rollout = engine.generate([ids for ids, _ in encoded], cfg.num_generations, sampling)
@@ -111,9 +122,13 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             rewards = rewards + overlong_penalty(rollout.completion_lengths.cpu().float(), cfg.max_completion_length, cfg.overlong_buffer)
         return rollout, rewards.to(device), per_fn, expanded, sum(t for _, t in encoded), time.time() - t_score
 
+    if cfg.env:  # the same loop on episodes: multi-turn rollouts and game evaluation (trainers/env_rollouts.py)
+        episodes = EnvRollouts(cfg, model, tok, engine, sampling)
+        rollout_and_score, evaluate = episodes.rollout_and_score, episodes.evaluate
+
     initial_eval = None
     if ctx.start_step == 0:
-        initial_eval, _ = evaluate_accuracy(model, tok, held_out, verify, cfg.max_completion_length)
+        initial_eval, _ = evaluate()
         ctx.logger.log(0, {"eval/accuracy": initial_eval})
     t_start, bar = time.time(), progress(cfg.max_steps, cfg.method)
     bar.update(ctx.start_step)
@@ -198,7 +213,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             "time/step": time.time() - t0,
         }
         if cfg.eval_steps and done % cfg.eval_steps == 0 and done < cfg.max_steps:
-            metrics["eval/accuracy"], _ = evaluate_accuracy(model, tok, held_out, verify, cfg.max_completion_length)
+            metrics["eval/accuracy"], _ = evaluate()
         ctx.logger.log(done, metrics)
         if cfg.logging_steps and done % cfg.logging_steps == 0:
             ctx.logger.log_samples(done, [
@@ -213,13 +228,14 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     train_time = time.time() - t_start
 
     model.eval()
-    accuracy, rows = evaluate_accuracy(model, tok, held_out, verify, cfg.max_completion_length)
+    accuracy, rows = evaluate()
     summary = finish_run(ctx, cfg.max_steps, rows, {
         "method": cfg.method,
         "steps": cfg.max_steps,
         "eval_accuracy_before": initial_eval,
         "eval_accuracy": accuracy,
         "train_time_s": train_time,
+        **({"env_eval": episodes.last_eval} if cfg.env else {}),
     })
     print(format_table([[cfg.method, initial_eval, accuracy, f"{train_time:.0f}s"]], ["method", "accuracy before", "after", "time"]))
     return summary
