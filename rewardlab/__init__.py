@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 
 def train(method: str, config: Any = None, **overrides: Any) -> dict:
-    """Train with `method` ("sft", "grpo", "dr_grpo", "dapo", "gspo", "rloo").
+    """Train with `method` ("sft", "grpo", "dr_grpo", "dapo", "gspo", "rloo", "rm", "dpo", "ipo", "simpo", "kto").
 
     config: a config dataclass, a dict of fields, a path to a YAML file, or None (defaults);
     keyword overrides win over it. Returns the run's summary (also in <run_dir>/summary.json).

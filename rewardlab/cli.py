@@ -3,6 +3,7 @@
     rewardlab demo
     rewardlab train grpo --config examples/grpo_arithmetic.yaml learning_rate=1e-4
     rewardlab eval --model runs/demo/final --task arithmetic --seed 7 --n 500
+    rewardlab eval --model runs/dpo/final --reference runs/sft/final --task preference --seed 7
     rewardlab report runs/demo
     rewardlab classic ppo --env CartPole-v1
 """
@@ -31,7 +32,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .config import load_config
     from .models import load_policy
     from .trainers.evaluate import evaluate_accuracy
-    from .trainers.inputs import eval_records, verifier
+    from .trainers.inputs import eval_records, task_of, verifier
 
     overrides = {"task": args.task, "eval_n": args.n, "eval_seed": args.seed}
     if args.task_options:
@@ -39,6 +40,11 @@ def _eval(args: argparse.Namespace) -> int:
     if args.dataset:
         overrides["eval_dataset"] = args.dataset
     cfg = load_config("sft", None, overrides)
+    task = None if args.dataset else task_of(cfg)
+    if task is not None and hasattr(task, "gold"):  # a graded gold scorer: mean gold score and win rate
+        from .trainers.gold import gold_eval
+
+        return gold_eval(args, cfg, task)
     model, tokenizer = load_policy(args.model, device=args.device)
     records = eval_records(cfg)
     accuracy, rows = evaluate_accuracy(model, tokenizer, records, verifier(cfg), args.max_new_tokens)
@@ -73,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a model: sft, grpo, dr_grpo, dapo, gspo, rloo")
+    p = sub.add_parser("train", help="train a model: sft, grpo, dr_grpo, dapo, gspo, rloo, rm, dpo, ipo, simpo, kto")
     p.add_argument("method", choices=sorted(METHOD_PRESETS))
     p.add_argument("--config", help="YAML config file (see examples/)")
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
@@ -90,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="", help="per-sample results (.jsonl); default: next to the model")
+    p.add_argument("--reference", default="", help="tasks with a gold scorer: report the win rate against this model")
+    p.add_argument("--samples", type=int, default=1, help="tasks with a gold scorer: samples per prompt")
+    p.add_argument("--temperature", type=float, default=1.0, help="tasks with a gold scorer: sampling temperature (0: greedy)")
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("demo", help="SFT cold start + GRPO on arithmetic with the built-in tiny model")

@@ -232,6 +232,106 @@ class GRPOConfig(CommonConfig):
         return self.batch_size // self.num_generations
 
 
+@dataclass
+class RewardModelConfig(CommonConfig):
+    """Bradley-Terry reward model: the backbone plus a linear head read at the last non-pad token."""
+
+    task: str = "preference"
+    learning_rate: float = 1e-3
+    max_steps: int = 600
+    warmup_steps: int = 30
+    batch_size: int = 32
+    """Preference pairs per optimizer step."""
+    num_train_samples: int = 0
+    """Pairs to generate from the task (0: max_steps * batch_size, no repeats)."""
+    max_length: int = 256
+    """Longest prompt + completion in tokens; longer completions are cut at the end (counted and logged)."""
+    max_prompt_length: int = 0
+    """Prompts longer than this are cut from the left (0: only max_length applies)."""
+    center_rewards_coefficient: float = 0.0
+    """Adds coef * mean((r_chosen + r_rejected)^2) to the loss so scores stay centred near 0 (0.01 is usual)."""
+
+    method = "rm"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_pair_lengths(self)
+        if self.center_rewards_coefficient < 0:
+            raise ConfigError(f"center_rewards_coefficient must be >= 0, got {self.center_rewards_coefficient}")
+
+
+@dataclass
+class DPOConfig(CommonConfig):
+    """Offline preference optimisation: DPO and its relatives (IPO, cDPO, SimPO) on pairs, KTO on labelled
+    single completions."""
+
+    task: str = "preference"
+    learning_rate: float = 5e-4
+    max_steps: int = 300
+    warmup_steps: int = 10
+    batch_size: int = 32
+    """Preference pairs (KTO: labelled completions) per optimizer step."""
+    num_train_samples: int = 0
+    """Records to generate from the task (0: max_steps * batch_size, no repeats)."""
+    loss_type: str = "sigmoid"
+    """sigmoid (DPO) / ipo / cdpo (DPO with label_smoothing) / simpo (no reference) / kto (unpaired data;
+    paired data is split into chosen = desirable, rejected = undesirable)."""
+    beta: float = 0.1
+    """Strength of the tie to the reference (DPO, IPO's tau, cDPO, KTO); SimPO's reward scale (2.5 there)."""
+    label_smoothing: float = 0.0
+    """cDPO: the assumed chance that a pair's label is flipped (sigmoid or cdpo; 0.1 is a usual cdpo value)."""
+    simpo_gamma: float = 1.375
+    """SimPO's target margin between the length-normalised rewards."""
+    desirable_weight: float = 1.0
+    """KTO: weight of the losses of desirable completions."""
+    undesirable_weight: float = 1.0
+    """KTO: weight of the losses of undesirable completions."""
+    ref_model: str = ""
+    """Reference model (a Hugging Face directory or .gguf). Empty: the starting model (with LoRA: the base
+    with the adapter switched off, no second copy)."""
+    precompute_ref_log_probs: bool = False
+    """Compute the reference log-probs of every training and held-out row once before training, then free
+    the reference model (same tokens, truncation and padding as training)."""
+    max_length: int = 256
+    """Longest prompt + completion in tokens; longer completions are cut at the end (counted and logged)."""
+    max_prompt_length: int = 0
+    """Prompts longer than this are cut from the left (0: only max_length applies)."""
+    max_new_tokens: int = 16
+    """Generation budget for the gold-scorer evaluation of the policy (tasks with a gold scorer)."""
+    eval_temperature: float = 1.0
+    """Sampling temperature of that evaluation (0: greedy)."""
+
+    method = "dpo"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_choice(self, "loss_type", ("sigmoid", "ipo", "cdpo", "simpo", "kto"))
+        _check_pair_lengths(self)
+        if self.beta <= 0:
+            raise ConfigError(f"beta must be > 0, got {self.beta}")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ConfigError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        if self.label_smoothing and self.loss_type not in ("sigmoid", "cdpo", "simpo"):
+            raise ConfigError(f"label_smoothing applies to sigmoid, cdpo and simpo, not {self.loss_type}; set it to 0")
+        if self.loss_type == "cdpo" and not self.label_smoothing:
+            raise ConfigError("loss_type cdpo needs label_smoothing > 0 (e.g. 0.1), the assumed chance that a label is flipped")
+        if self.loss_type == "simpo" and (self.ref_model or self.precompute_ref_log_probs):
+            raise ConfigError("simpo uses no reference model; remove ref_model / precompute_ref_log_probs")
+        if self.eval_temperature < 0:
+            raise ConfigError(f"eval_temperature must be >= 0, got {self.eval_temperature}")
+
+
+def _check_pair_lengths(cfg: Any) -> None:
+    if cfg.batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    if cfg.max_length < 2:
+        raise ConfigError(f"max_length must be >= 2 (a prompt token and a completion token), got {cfg.max_length}")
+    if cfg.max_prompt_length < 0 or cfg.max_prompt_length >= cfg.max_length:
+        raise ConfigError(
+            f"max_prompt_length ({cfg.max_prompt_length}) must be >= 0 and below max_length ({cfg.max_length})"
+        )
+
+
 # Variants of the one online loop: a method name picks defaults, which a config file or key=value can override.
 METHOD_PRESETS: dict[str, tuple[type, dict[str, Any]]] = {
     "sft": (SFTConfig, {}),
@@ -240,6 +340,11 @@ METHOD_PRESETS: dict[str, tuple[type, dict[str, Any]]] = {
     "dapo": (GRPOConfig, {"loss_type": "dapo", "epsilon_high": 0.28, "beta": 0.0, "dynamic_sampling": True}),
     "gspo": (GRPOConfig, {"policy_loss": "gspo", "epsilon": 3e-4, "epsilon_high": 4e-4, "loss_type": "grpo"}),
     "rloo": (GRPOConfig, {"advantage": "rloo"}),
+    "rm": (RewardModelConfig, {}),
+    "dpo": (DPOConfig, {}),
+    "ipo": (DPOConfig, {"loss_type": "ipo"}),
+    "simpo": (DPOConfig, {"loss_type": "simpo", "beta": 2.5}),
+    "kto": (DPOConfig, {"loss_type": "kto"}),
 }
 
 
@@ -261,6 +366,11 @@ def _coerce(cls: type, key: str, value: Any, source: str) -> Any:
         return value
     if origin is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if origin is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "3e-3" (no dot in the mantissa) as a string
+            return float(value)
+        except ValueError:
+            pass
     if origin is list and isinstance(value, (str, int, float)):
         return [value]
     if not isinstance(value, origin) or (origin is int and isinstance(value, bool)):
@@ -356,7 +466,7 @@ def field_docs(cls: type) -> dict[str, str]:
 def reference_markdown() -> str:
     """The config reference in README.md, generated from the dataclasses (tests check it is current)."""
     lines = []
-    for cls in (CommonConfig, SFTConfig, GRPOConfig):
+    for cls in (CommonConfig, SFTConfig, GRPOConfig, RewardModelConfig, DPOConfig):
         own = [f for f in dataclasses.fields(cls) if cls is CommonConfig or f.name not in config_fields(CommonConfig)
                or f.default != config_fields(CommonConfig)[f.name].default]
         docs = field_docs(cls)

@@ -2,6 +2,7 @@
 
 from .loading import apply_lora, disable_dropout, is_peft, load_policy, resolve_device, resolve_dtype
 from .logprobs import position_ids_from_mask, selective_log_softmax, token_logprobs
+from .scalar_head import load_reward_model, reward_scores
 from .tiny import TINY_DEFAULTS, build_tiny_model, tiny_config
 from .tokenizer import CHAT_TEMPLATE, build_char_tokenizer
 
@@ -14,9 +15,11 @@ __all__ = [
     "disable_dropout",
     "is_peft",
     "load_policy",
+    "load_reward_model",
     "position_ids_from_mask",
     "resolve_device",
     "resolve_dtype",
+    "reward_scores",
     "selective_log_softmax",
     "tiny_config",
     "token_logprobs",

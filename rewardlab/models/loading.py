@@ -101,13 +101,21 @@ def load_policy(
 
 
 def apply_lora(
-    model: PreTrainedModel, r: int, alpha: float, dropout: float = 0.0, target_modules: str | list[str] = "all-linear"
+    model: PreTrainedModel,
+    r: int,
+    alpha: float,
+    dropout: float = 0.0,
+    target_modules: str | list[str] = "all-linear",
+    task_type: str = "CAUSAL_LM",
 ) -> PreTrainedModel:
-    """Wrap the model with a LoRA adapter (peft). The frozen base doubles as the reference model."""
+    """Wrap the model with a LoRA adapter (peft). The frozen base doubles as the reference model.
+
+    task_type "SEQ_CLS" (reward models) keeps the score head fully trainable and saved with the adapter.
+    """
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type="CAUSAL_LM"
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type=task_type
     )
     return get_peft_model(model, config)
 

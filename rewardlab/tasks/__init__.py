@@ -6,9 +6,11 @@ from typing import Any
 
 from ..registry import Registry
 from .arithmetic import ArithmeticTask, answer_text, arithmetic_reward
+from .preference import PreferenceTask, gold_reward, gold_score, win_rate
 
 TASKS: Registry = Registry("task")
 TASKS.add("arithmetic", ArithmeticTask)
+TASKS.add("preference", PreferenceTask)
 
 
 def make_task(name: str, **options: Any):
@@ -23,4 +25,14 @@ def make_task(name: str, **options: Any):
         raise ValueError(f"bad option for task {name!r}: {err}; valid options: {valid}") from None
 
 
-__all__ = ["TASKS", "ArithmeticTask", "answer_text", "arithmetic_reward", "make_task"]
+__all__ = [
+    "TASKS",
+    "ArithmeticTask",
+    "PreferenceTask",
+    "answer_text",
+    "arithmetic_reward",
+    "gold_reward",
+    "gold_score",
+    "make_task",
+    "win_rate",
+]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from .online import train_grpo
+from .preference import train_dpo
+from .reward_model import train_reward_model
 from .sft import train_sft
 
 TRAINERS = {"sft": train_sft, "grpo": train_grpo, "dr_grpo": train_grpo, "dapo": train_grpo, "gspo": train_grpo, "rloo": train_grpo}
+TRAINERS.update({"rm": train_reward_model, "dpo": train_dpo, "ipo": train_dpo, "simpo": train_dpo, "kto": train_dpo})
 
-__all__ = ["TRAINERS", "train_grpo", "train_sft"]
+__all__ = ["TRAINERS", "train_dpo", "train_grpo", "train_reward_model", "train_sft"]

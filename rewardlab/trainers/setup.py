@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..config import CommonConfig, save_config
-from ..models import apply_lora, load_policy
+from ..models import apply_lora, load_policy, load_reward_model
 from ..monitor import RunLogger, plot_run
 from .checkpoint import list_checkpoints, load_checkpoint, save_final, set_seed
 
@@ -45,8 +45,11 @@ def lr_lambda(kind: str, warmup: int, total: int):
     return factor
 
 
-def start_run(cfg: CommonConfig) -> RunContext:
-    """Create (or reopen, with resume) the run directory, build model + optimizer, restore a checkpoint."""
+def start_run(cfg: CommonConfig, reward_model: bool = False) -> RunContext:
+    """Create (or reopen, with resume) the run directory, build model + optimizer, restore a checkpoint.
+
+    reward_model: build a scalar-head reward model (load_reward_model) instead of a causal LM.
+    """
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     run_dir = cfg.run_dir
@@ -57,9 +60,11 @@ def start_run(cfg: CommonConfig) -> RunContext:
     save_config(cfg, run_dir / "config.yaml")
 
     set_seed(cfg.seed)
-    model, tokenizer = load_policy(cfg.model, dtype=cfg.dtype, device=cfg.device, seed=cfg.seed, model_config=cfg.model_config)
+    loader = load_reward_model if reward_model else load_policy
+    model, tokenizer = loader(cfg.model, dtype=cfg.dtype, device=cfg.device, seed=cfg.seed, model_config=cfg.model_config)
     if cfg.lora_r > 0:
-        model = apply_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha, target_modules=cfg.lora_target_modules)
+        model = apply_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha, target_modules=cfg.lora_target_modules,
+                           task_type="SEQ_CLS" if reward_model else "CAUSAL_LM")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
