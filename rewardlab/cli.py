@@ -21,14 +21,54 @@ def _train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .trainers import TRAINERS
 
-    cfg = load_config(args.method, args.config, args.overrides)
+    overrides = list(args.overrides) + ([f"env={args.env}"] if args.env else [])
+    cfg = load_config(args.method, args.config, overrides)
     if args.resume:
         cfg.resume = True
     TRAINERS[args.method](cfg)
     return 0
 
 
+def _eval_env(args: argparse.Namespace) -> int:
+    from .envs.evaluate import compare
+    from .monitor import format_table
+
+    options = json.loads(args.env_options) if args.env_options else {}
+    config = Path(args.model).parent / "config.yaml" if args.model else None
+    if not args.env_options and config is not None and config.is_file():  # the options the model was trained with
+        import yaml
+
+        saved = yaml.safe_load(config.read_text()) or {}
+        if saved.get("env") == args.env and saved.get("env_options"):
+            options = dict(saved["env_options"])
+            print(f"env options from the run's config.yaml: {json.dumps(options)} (pass --env-options to override)")
+    baselines = [b for b in args.baselines.split(";") if b] if args.baselines else None
+    opponents = [o for o in args.opponents.split(";") if o] if args.opponents else None
+    rows = compare(args.env, options, args.model, baselines, args.n, args.seed, opponents, args.device, args.max_new_tokens or 24)
+    shown = [{k: v for k, v in row.items() if not k.endswith("_mean")} for row in rows]
+    print(format_table(shown))
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=2))
+        print(f"results: {args.out}")
+    return 0
+
+
+def _play(args: argparse.Namespace) -> int:
+    from .envs import make_agent
+    from .envs.evaluate import policy_agent
+    from .envs.play import play_tictactoe
+
+    agent = policy_agent(args.model, args.device) if args.model else make_agent(args.agent, args.seed)
+    play_tictactoe(agent, human_first=args.human_first, seed=args.seed)
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
+    if args.env:
+        return _eval_env(args)
+    if not args.model:
+        print("rewardlab: error: eval needs --model (or --env with baselines)", file=sys.stderr)
+        return 2
     from .config import load_config
     from .models import load_policy
     from .trainers.evaluate import evaluate_accuracy
@@ -47,7 +87,7 @@ def _eval(args: argparse.Namespace) -> int:
         return gold_eval(args, cfg, task)
     model, tokenizer = load_policy(args.model, device=args.device)
     records = eval_records(cfg)
-    accuracy, rows = evaluate_accuracy(model, tokenizer, records, verifier(cfg), args.max_new_tokens)
+    accuracy, rows = evaluate_accuracy(model, tokenizer, records, verifier(cfg), args.max_new_tokens or 16)
     out = Path(args.out) if args.out else Path(args.model if Path(args.model).is_dir() else ".") / f"eval-{args.task}-seed{args.seed}.jsonl"
     with open(out, "w") as fh:
         for row in rows:
@@ -83,17 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("method", choices=sorted(METHOD_PRESETS))
     p.add_argument("--config", help="YAML config file (see examples/)")
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    p.add_argument("--env", default="", help="train on a text environment: tictactoe, bandit, contextual_bandit, a Gymnasium id or module:Class")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. learning_rate=1e-4")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="held-out accuracy of a model on a task")
-    p.add_argument("--model", required=True, help="'tiny', a model directory or a .gguf file")
+    p.add_argument("--model", default="", help="'tiny', a model directory or a .gguf file")
+    p.add_argument("--env", default="", help="evaluate on a text environment (with baselines) instead of a task")
+    p.add_argument("--env-options", default="", help='JSON environment options, e.g. \'{"arms": 5, "horizon": 50}\'')
+    p.add_argument("--baselines", default=None, help="';'-separated baseline agents (default per env), e.g. 'random;ucb1'")
+    p.add_argument("--opponents", default="", help="tic-tac-toe: ';'-separated opponents, one table block each, e.g. 'random;minimax;mcts(100)'")
     p.add_argument("--task", default="arithmetic")
     p.add_argument("--task-options", default="", help='JSON, e.g. \'{"max_digits": 3}\'')
     p.add_argument("--dataset", default="", help="held-out records (.jsonl/.parquet) instead of the task's split")
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out problems")
     p.add_argument("--n", type=int, default=500, help="number of problems")
-    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="generation budget per answer/turn (default 16; 24 with --env)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="", help="per-sample results (.jsonl); default: next to the model")
     p.add_argument("--reference", default="", help="tasks with a gold scorer: report the win rate against this model")
@@ -105,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", default="runs")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("play", help="play tic-tac-toe against a trained model in the terminal")
+    p.add_argument("game", choices=["tictactoe"])
+    p.add_argument("--model", default="", help="a trained model directory (e.g. runs/grpo/final)")
+    p.add_argument("--agent", default="minimax", help="a baseline to play instead of a model: minimax, mcts(N), heuristic, random")
+    p.add_argument("--human-first", action="store_true", help="you play x and move first")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_play)
 
     p = sub.add_parser("report", help="render the PNG plots of a run directory")
     p.add_argument("run_dir")

@@ -50,7 +50,7 @@ def scripted_env(board: str, opponent: str = "minimax") -> TicTacToeEnv:
 def test_policy_completes_a_line_and_wins(text):
     env = scripted_env("xx.oo....")
     obs, reward, terminated, truncated, info = env.step(text)
-    assert (obs, reward, terminated, truncated) == ("xxxoo....", 1.0, True, False)
+    assert (obs, reward, terminated, truncated) == ("xxxoo6789", 1.0, True, False)
     assert info["outcome"] == "win" and info["invalid"] is None and info["action"] == 3
 
 
@@ -64,7 +64,7 @@ def test_opponent_completing_a_line_is_a_loss():
     # x plays 9 (not blocking); minimax o completes 2-5-8
     env = scripted_env("xo..o.x..", opponent="minimax")
     obs, reward, terminated, _, info = env.step("move: 9")
-    assert winner(obs) == "o" and reward == -1.0 and terminated and info["outcome"] == "loss"
+    assert winner(env.board) == "o" and reward == -1.0 and terminated and info["outcome"] == "loss"
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_invalid_moves_end_the_game_with_the_penalty_and_are_counted(text, reaso
     env.reset(seed=1)
     env.board = "x..o....."
     obs, reward, terminated, _, info = env.step(text)
-    assert obs == "x..o....."  # nothing was played
+    assert obs == "x23o56789" and env.board == "x..o....."  # nothing was played
     assert reward == -1.0 - 0.5 and terminated  # loss reward plus the penalty
     assert info["invalid"] == reason and info["action"] == parsed and env.invalid_actions == 1
     with pytest.raises(RuntimeError, match="finished episode"):
@@ -95,7 +95,7 @@ def test_invalid_moves_end_the_game_with_the_penalty_and_are_counted(text, reaso
 def test_opponent_first_puts_x_on_the_board_and_the_policy_plays_o():
     env = TicTacToeEnv(opponent="minimax", first="opponent")
     obs, info = env.reset(seed=3)
-    assert info["mark"] == "o" and obs.count("x") == 1 and obs.count("o") == 0
+    assert info["mark"] == "o" and obs.count("x") == 1 and obs.count("o") == 0 and len(obs) == 9
     assert "you are o" in info["instructions"]
 
 
@@ -277,7 +277,7 @@ def test_mcts_opponent_blocks_and_wins():
     assert obs[2] == "o" and not terminated
     env.board = "x.xoo...."  # x misses its win at 2 and plays 9; o wins at 6
     obs, reward, terminated, _, info = env.step("move: 9")
-    assert info["outcome"] == "loss" and winner(obs) == "o"
+    assert info["outcome"] == "loss" and winner(env.board) == "o"
 
 
 def test_demonstrator_follows_its_rationale_at_the_given_rate():

@@ -61,3 +61,86 @@ def evaluate_agent(
         bar.update(len(chunk))
     bar.close()
     return summarize_episodes(played)
+
+
+# --- comparing agents: the tables `rewardlab eval --env` prints ------------------------------------------
+
+BANDIT_COLUMNS = ("regret", "coverage", "greediness", "frequency_bias", "knowing", "doing", "knowing_doing_gap",
+                  "invalid_rate")
+TICTACTOE_COLUMNS = ("win", "draw", "loss", "non_loss", "invalid_rate")
+
+
+def metric_columns(env: str, env_options: dict[str, Any] | None = None) -> tuple[str, ...]:
+    from .bandits import BanditEnv
+    from .tictactoe import TicTacToeEnv
+
+    base = make_text_env(env, env_options).unwrapped
+    if isinstance(base, BanditEnv):
+        return BANDIT_COLUMNS
+    if isinstance(base, TicTacToeEnv):
+        return TICTACTOE_COLUMNS
+    return ("return", "invalid_rate")
+
+
+def policy_agent(model: str, device: str = "auto", max_new_tokens: int = 24, temperature: float = 0.0) -> Any:
+    """A trained model (run's final/ directory, HF directory or .gguf) as an agent; greedy by default."""
+    from ..models import load_policy
+    from ..rollout import HFEngine, SamplingParams
+    from ..rollout.episodes import PolicyAgent
+
+    policy, tokenizer = load_policy(model, device=device)
+    policy.eval()
+    limit = getattr(policy.config, "max_position_embeddings", None)
+    return PolicyAgent(HFEngine(policy, tokenizer), tokenizer, SamplingParams(max_new_tokens, temperature), limit)
+
+
+def result_row(name: str, result: EvalResult, columns: tuple[str, ...]) -> dict[str, Any]:
+    """`name` plus "mean ± standard error" per column (regret with 2 decimals, shares as percentages)."""
+    row: dict[str, Any] = {"agent": name}
+    for key in columns:
+        mean, err = result.metrics.get(key, float("nan")), result.stderr.get(key, float("nan"))
+        row[key] = f"{mean:.2f} ± {err:.2f}" if key in ("regret", "return") else f"{100 * mean:.1f}%"
+    return row
+
+
+DEFAULT_BASELINES = {"bandit": ("random", "epsilon_greedy(0.1)", "ucb1"), "tictactoe": ("random", "heuristic", "mcts(100)", "minimax")}
+
+
+def compare(
+    env: str,
+    env_options: dict[str, Any] | None,
+    model: str = "",
+    baselines: list[str] | None = None,
+    episodes: int = 1000,
+    seed: int = 0,
+    opponents: list[str] | None = None,
+    device: str = "auto",
+    max_new_tokens: int = 24,
+) -> list[dict[str, Any]]:
+    """Evaluate the model (if given) and baselines on the same fresh seeds; one table row per agent (and
+    per tic-tac-toe opponent). Returns rows with the raw means as well ("<metric>_mean")."""
+    from .bandits import BanditEnv
+    from .baselines import make_agent
+
+    options = dict(env_options or {})
+    options.pop("demo_follow", None)
+    base = make_text_env(env, options).unwrapped
+    if baselines is None:
+        baselines = list(DEFAULT_BASELINES["bandit" if isinstance(base, BanditEnv) else "tictactoe"])
+    agents: dict[str, Any] = {}
+    if model:
+        agents["policy"] = policy_agent(model, device, max_new_tokens)
+    for name in baselines:
+        agents[name] = make_agent(name, seed)
+    columns = metric_columns(env, options)
+    settings = [("", options)] if not opponents else [(o, {**options, "opponent": o}) for o in opponents]
+    rows = []
+    for opponent, opts in settings:
+        for name, agent in agents.items():
+            result = evaluate_agent(env, opts, agent, episodes, seed, desc=f"{name}" + (f" vs {opponent}" if opponent else ""))
+            row = result_row(name, result, columns)
+            if opponent:
+                row = {"opponent": opponent, **row}
+            row.update({f"{k}_mean": result.metrics[k] for k in columns if k in result.metrics})
+            rows.append(row)
+    return rows

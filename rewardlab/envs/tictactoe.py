@@ -1,7 +1,7 @@
 """Text tic-tac-toe against a random, minimax (perfect) or MCTS opponent.
 
-The board is 9 characters, row by row: "x", "o" or "." (empty); cells are numbered 1..9 in the same
-order. The policy answers with a rationale and `move: N`, e.g. "win 3 move: 3". An unparseable move
+The observation is the board as 9 characters, row by row: "x", "o", or the cell's number 1..9 where it
+is empty ("x2o4x6789"), so a free cell can be named by copying it. The policy answers with a rationale and `move: N`, e.g. "win 3 move: 3". An unparseable move
 or a move onto an occupied cell ends the game as a loss plus `invalid_penalty`.
 
 Rewards (policy's view): win_reward / draw_reward / loss_reward at the end, 0 on other turns.
@@ -49,12 +49,17 @@ def play(board: str, cell: int, mark: str) -> str:
     return board[:cell] + mark + board[cell + 1 :]
 
 
+def board_observation(board: str) -> str:
+    """"x.o......" -> "x2o456789": empty cells show their number."""
+    return "".join(str(i + 1) if c == EMPTY else c for i, c in enumerate(board))
+
+
 def to_move(board: str) -> str:
     """x moves first, so x is to move when the counts are equal."""
     return "x" if board.count("x") == board.count("o") else "o"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def minimax_value(board: str, mark: str) -> int:
     """Game value for `mark`, who is to move, under perfect play: > 0 win, 0 draw, < 0 loss. A win counts
     1 + the cells still empty, so the fastest win (and the slowest loss) is preferred."""
@@ -200,15 +205,18 @@ class TicTacToeEnv(TextEnv):
         self.mark = "x" if policy_first else "o"
         self.board = EMPTY * 9
         if not policy_first:
-            self.board = play(self.board, opponent_move(*self.opponent, self.board, "x", rng), "x")
+            self.board = play(self.board, self._opponent_move(self.board, "x"), "x")
         instructions = f"tic-tac-toe, you are {self.mark}. cells 1-9 by rows. say why, then move: N"
-        return self.board, self._info(instructions=instructions)
+        return board_observation(self.board), self._info(instructions=instructions)
+
+    def _opponent_move(self, board: str, mark: str) -> int:
+        return opponent_move(*self.opponent, board, mark, self.np_random)
 
     def legal_actions(self) -> list[int]:
         return [c + 1 for c in empty_cells(self.board)]
 
     def _end(self, outcome: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        return self.board, self.rewards[outcome], True, False, self._info(outcome=outcome)
+        return board_observation(self.board), self.rewards[outcome], True, False, self._info(outcome=outcome)
 
     def _step(self, action: int) -> tuple[str, float, bool, bool, dict[str, Any]]:
         self.board = play(self.board, action - 1, self.mark)
@@ -217,12 +225,12 @@ class TicTacToeEnv(TextEnv):
         if EMPTY not in self.board:
             return self._end("draw")
         opp = other(self.mark)
-        self.board = play(self.board, opponent_move(*self.opponent, self.board, opp, self.np_random), opp)
+        self.board = play(self.board, self._opponent_move(self.board, opp), opp)
         if winner(self.board) == opp:
             return self._end("loss")
         if EMPTY not in self.board:
             return self._end("draw")
-        return self.board, 0.0, False, False, self._info()
+        return board_observation(self.board), 0.0, False, False, self._info()
 
     def _invalid_step(self) -> tuple[str, float, bool, bool, dict[str, Any]]:
         return self._end("loss")
