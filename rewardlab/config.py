@@ -150,7 +150,8 @@ class GRPOConfig(CommonConfig):
     num_iterations: int = 1
     """Optimizer steps per rollout batch (>1 makes the clip matter and needs an old-policy pass)."""
     advantage: str = "grpo"
-    """Advantage estimator: grpo | dr_grpo | rloo."""
+    """Advantage estimator: grpo | dr_grpo | rloo (one scalar per completion, compared within its group) |
+    gae (PPO: per-token, with a critic) | reinforce_pp (REINFORCE++: per-token return, batch-whitened)."""
     scale_rewards: str = "group"
     """grpo advantage: divide by the group std (group), the batch std (batch) or nothing (none)."""
     policy_loss: str = "ppo_clip"
@@ -163,7 +164,12 @@ class GRPOConfig(CommonConfig):
     epsilon_high: float = 0.0
     """Upper clip range (0: same as epsilon). DAPO's clip-higher uses 0.28."""
     beta: float = 0.0
-    """KL coefficient (k3 estimate in the loss). 0 skips the reference pass unless log_kl."""
+    """KL coefficient. grpo/dr_grpo/rloo: kl_estimator's estimate added to the loss; gae/reinforce_pp: a
+    per-token penalty -beta * (logp - ref_logp) in the reward. 0 skips the reference pass unless log_kl."""
+    kl_target: float = 0.0
+    """Adaptive KL control: steer the per-sequence KL to this value by adjusting beta (0: beta fixed)."""
+    kl_horizon: float = 10000.0
+    """Adaptive KL control: samples over which beta may change by up to 20%."""
     kl_estimator: str = "k3"
     """k1 | k2 | k3."""
     log_kl: bool = True
@@ -190,6 +196,28 @@ class GRPOConfig(CommonConfig):
     """Exclude completions that hit max_completion_length from the loss."""
     num_samples_logged: int = 4
     """Completions written to samples.jsonl every logging step."""
+    reward_model: str = ""
+    """A saved reward model (rewardlab train rm): its score of prompt + completion is the reward, added to
+    reward_funcs when those are given too. The task's verifier or gold scorer is then watched as the gold
+    reward by the reward-hacking monitor (every eval_steps)."""
+    missing_eos_penalty: float = 0.0
+    """Subtracted from the reward of completions that end without EOS (hit max_completion_length)."""
+    value_model: str = ""
+    """gae: where the critic starts (a reward model or causal LM directory). Empty: the reward model, else
+    the policy's starting weights with a fresh value head."""
+    value_learning_rate: float = 0.0
+    """gae: critic learning rate (0: learning_rate)."""
+    vf_coef: float = 0.1
+    """gae: weight of the value loss in the total loss."""
+    cliprange_value: float = 0.2
+    """gae: value clipping around the rollout-time values (0: no clipping)."""
+    gamma: float = 1.0
+    """gae/reinforce_pp: discount over tokens."""
+    lam: float = 0.95
+    """gae: lambda."""
+    hacking_patience: int = 3
+    """Reward-hacking monitor: alarm after this many evaluations in a row where the proxy reward rose while
+    the gold reward fell (needs reward_model and eval_steps)."""
     env_reward: str = "return"
     """With env: return (the episode return on every policy token) | return_to_go (per-turn rows only:
     the reward still to come from each turn, compared with the same turn of the group's other episodes)."""
@@ -219,6 +247,15 @@ class GRPOConfig(CommonConfig):
         if self.num_iterations < 1:
             raise ConfigError(f"num_iterations must be >= 1, got {self.num_iterations}")
         _check_choice(self, "env_reward", ("return", "return_to_go"))
+        for name in ("kl_target", "kl_horizon", "missing_eos_penalty", "value_learning_rate", "vf_coef", "cliprange_value"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
+            raise ConfigError(f"gamma and lam must be in [0, 1], got gamma={self.gamma}, lam={self.lam}")
+        if self.kl_target and self.beta <= 0:
+            raise ConfigError("kl_target (adaptive KL) needs a starting beta > 0, e.g. beta=0.05")
+        if self.hacking_patience < 1:
+            raise ConfigError(f"hacking_patience must be >= 1, got {self.hacking_patience}")
         if self.env_turns_per_episode < 0:
             raise ConfigError(f"env_turns_per_episode must be >= 0 (0: all turns), got {self.env_turns_per_episode}")
         if self.reward_weights and len(self.reward_weights) != max(1, len(self.reward_funcs)):
@@ -340,6 +377,9 @@ METHOD_PRESETS: dict[str, tuple[type, dict[str, Any]]] = {
     "dapo": (GRPOConfig, {"loss_type": "dapo", "epsilon_high": 0.28, "beta": 0.0, "dynamic_sampling": True}),
     "gspo": (GRPOConfig, {"policy_loss": "gspo", "epsilon": 3e-4, "epsilon_high": 4e-4, "loss_type": "grpo"}),
     "rloo": (GRPOConfig, {"advantage": "rloo"}),
+    # ALGORITHMS.md section 2 defaults: KL penalty 0.05 in the reward, 4 PPO epochs per rollout
+    "reinforce_pp": (GRPOConfig, {"advantage": "reinforce_pp", "beta": 0.05}),
+    "ppo": (GRPOConfig, {"advantage": "gae", "beta": 0.05, "num_iterations": 4}),
     "rm": (RewardModelConfig, {}),
     "dpo": (DPOConfig, {}),
     "ipo": (DPOConfig, {"loss_type": "ipo"}),

@@ -20,19 +20,27 @@ ARGS = [
 COMPARED = ["reward", "loss", "kl", "entropy", "grad_norm", "clip_fraction", "completion_length", "lr"]
 
 
-def train_cmd(out: Path, name: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "rewardlab.cli", "train", "grpo", *ARGS, f"output_dir={out}", f"run_name={name}", *extra]
+def train_cmd(method: str, out: Path, name: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "rewardlab.cli", "train", method, *ARGS, f"output_dir={out}", f"run_name={name}", *extra]
 
 
 def metrics(run: Path) -> dict[int, dict]:
     return {r["step"]: r for r in map(json.loads, open(run / "metrics.jsonl")) if "reward" in r}
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+# PPO also carries a critic (weights + its own optimizer) and an adaptive KL coefficient through the checkpoint
+@pytest.mark.parametrize(
+    "method,extra,compared",
+    [
+        ("grpo", [], COMPARED),
+        ("ppo", ["kl_target=0.5", "num_iterations=2"], COMPARED + ["value_loss", "explained_variance", "kl_penalty/beta"]),
+    ],
+)
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, method, extra, compared):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    subprocess.run(train_cmd(tmp_path, "full"), check=True, env=env, cwd=ROOT, capture_output=True)
+    subprocess.run(train_cmd(method, tmp_path, "full", *extra), check=True, env=env, cwd=ROOT, capture_output=True)
 
-    proc = subprocess.Popen(train_cmd(tmp_path, "killed"), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(train_cmd(method, tmp_path, "killed", *extra), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run = tmp_path / "killed"
     deadline = time.time() + 120
     while not (run / "checkpoint-4").exists() and time.time() < deadline and proc.poll() is None:
@@ -45,9 +53,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert not (run / "final").exists()
     assert not list(run.glob(".tmp-*")) or all(not p.name.startswith("checkpoint") for p in run.iterdir() if p.name.startswith(".tmp"))
 
-    subprocess.run(train_cmd(tmp_path, "killed", "resume=true"), check=True, env=env, cwd=ROOT, capture_output=True)
+    subprocess.run(train_cmd(method, tmp_path, "killed", *extra, "resume=true"), check=True, env=env, cwd=ROOT, capture_output=True)
     full, resumed = metrics(tmp_path / "full"), metrics(run)
     assert sorted(resumed) == list(range(1, 13))  # no step lost, none duplicated
     for step in range(1, 13):
-        for key in COMPARED:
+        for key in compared:
             assert resumed[step][key] == pytest.approx(full[step][key], abs=1e-4), (step, key)

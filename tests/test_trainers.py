@@ -73,6 +73,8 @@ def test_minibatch_accumulation_equals_the_full_batch_loss(aggregation):
         ("gspo", {}),
         ("rloo", {"beta": 0.04}),
         ("dr_grpo", {"num_iterations": 2, "mini_batch_size": 8}),
+        ("reinforce_pp", {}),
+        ("ppo", {"num_iterations": 2, "mini_batch_size": 8, "kl_target": 0.5}),
     ],
 )
 def test_every_variant_runs_on_the_one_loop(tmp_path, method, extra):
@@ -84,6 +86,11 @@ def test_every_variant_runs_on_the_one_loop(tmp_path, method, extra):
     rows = [json.loads(line) for line in open(tmp_path / method / "metrics.jsonl")]
     assert [r["step"] for r in rows if "reward" in r] == [1, 2]
     assert summary["method"] == method
+    if method in ("ppo", "reinforce_pp"):  # the KL penalty moved into the reward, and is logged there
+        assert all("kl_penalty/sequence_kl" in r and r["kl_penalty/beta"] > 0 for r in rows if "reward" in r)
+    if method == "ppo":  # the critic learns alongside
+        assert all(k in rows[1] for k in ("value_loss", "explained_variance", "value_clip_fraction", "value_grad_norm"))
+        assert rows[1]["kl_penalty/beta"] != 0.05  # adaptive: moved toward kl_target
 
 
 def test_lora_reference_is_the_base_with_the_adapter_disabled(tmp_path):

@@ -1,7 +1,9 @@
 """The online RL driver: rollout -> rewards -> advantages -> loss -> optimizer step.
 
 GRPO, Dr. GRPO, DAPO, GSPO and RLOO are this one loop with different registry entries
-(ADVANTAGES, POLICY_LOSSES, AGGREGATIONS) picked by the config.
+(ADVANTAGES, POLICY_LOSSES, AGGREGATIONS) picked by the config. REINFORCE++ and PPO are the same loop
+with a per-token estimator (advantage=reinforce_pp | gae): the KL penalty moves from the loss into the
+reward, the score sits on the last token, and PPO adds a critic (trainers/critic.py) and its value loss.
 """
 
 from __future__ import annotations
@@ -15,22 +17,42 @@ from ..algos import (
     ADVANTAGES,
     AGGREGATIONS,
     POLICY_LOSSES,
+    AdaptiveKLController,
+    FixedKLController,
+    gae,
     group_stats,
     kl_estimate,
     nonzero_variance_groups,
     overlong_penalty,
+    per_token_rewards,
+    reinforce_pp,
+    value_loss,
+    whiten,
 )
 from ..config import GRPOConfig
 from ..data import columns
 from ..models import is_peft, load_policy, token_logprobs
-from ..monitor import format_table, progress
-from ..rewards import summary_metrics
+from ..monitor import HackingMonitor, format_table, progress, reward_length_correlation
+from ..registry import UnknownNameError
+from ..rewards import RewardFunctions, summary_metrics
 from ..rollout import HFEngine, Rollout, SamplingParams, concat_rollouts, select_rows
 from .checkpoint import save_checkpoint
+from .critic import Critic, RewardModelScorer
 from .env_rollouts import EnvRollouts, env_seed_records
 from .evaluate import completions_for, evaluate_accuracy
-from .inputs import encode_prompt, eval_records, preflight_rewards, reward_functions, train_records, verifier
+from .inputs import (
+    encode_prompt,
+    eval_records,
+    preflight_rewards,
+    reward_functions,
+    task_of,
+    train_records,
+    verifier,
+)
 from .setup import finish_run, grad_step, start_run
+
+# Per-token estimators (ALGORITHMS.md sections 2-3); the others are outcome-level, in ADVANTAGES.
+TOKEN_ADVANTAGES = ("gae", "reinforce_pp")
 
 # TRL's loss_type names map onto rewardlab's aggregation names.
 LOSS_TYPES = {"grpo": "seq_mean_token_mean", "dr_grpo": "seq_mean_token_sum_norm", "dapo": "token_mean", "bnpo": "token_mean"}
@@ -78,21 +100,37 @@ def minibatch_weight(loss_type: str, mask: torch.Tensor, rows: slice, total_rows
 def train_grpo(cfg: GRPOConfig) -> dict:
     # Everything a user can get wrong is checked before the run directory or the model exist.
     aggregation = LOSS_TYPES.get(cfg.loss_type, cfg.loss_type)
-    advantage_fn, policy_loss_fn, aggregate = ADVANTAGES[cfg.advantage], POLICY_LOSSES[cfg.policy_loss], AGGREGATIONS[aggregation]
+    token_level = cfg.advantage in TOKEN_ADVANTAGES
+    if not token_level and cfg.advantage not in ADVANTAGES:
+        raise UnknownNameError(f"unknown advantage {cfg.advantage!r}; valid: {', '.join(ADVANTAGES.names() + list(TOKEN_ADVANTAGES))}")
+    advantage_fn = None if token_level else ADVANTAGES[cfg.advantage]
+    policy_loss_fn, aggregate = POLICY_LOSSES[cfg.policy_loss], AGGREGATIONS[aggregation]
     n_records = cfg.max_steps * cfg.prompts_per_step * (1 + cfg.max_resample_rounds * cfg.dynamic_sampling)
     if cfg.env:  # a text environment: each "prompt" is an episode seed, played num_generations times
         records = env_seed_records(cfg, n_records)
     else:
-        rewards_fn = reward_functions(cfg)
+        # with a reward model, the task's own reward is not trained on: it is the gold the monitor watches
+        rewards_fn = reward_functions(cfg) if cfg.reward_funcs or not cfg.reward_model else None
+        gold_fn = RewardFunctions(task_of(cfg).reward_functions()) if cfg.reward_model and not cfg.dataset else None
         records = train_records(cfg, n_records)
-        preflight_rewards(rewards_fn, records)
+        for fns in (rewards_fn, gold_fn):
+            if fns is not None:
+                preflight_rewards(fns, records)
         verify = verifier(cfg)
         held_out = eval_records(cfg)
 
     ctx = start_run(cfg)
     model, tok = ctx.model, ctx.tokenizer
     device = next(model.parameters()).device
-    reference = Reference(model, cfg) if (cfg.beta > 0 or cfg.log_kl) else None
+    reference = Reference(model, cfg) if (cfg.beta > 0 or cfg.log_kl or token_level or cfg.reward_model) else None
+    kl_ctl = AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon) if cfg.kl_target else FixedKLController(cfg.beta)
+    critic = Critic(cfg, device) if cfg.advantage == "gae" else None
+    scorer = RewardModelScorer(cfg.reward_model, cfg, device) if cfg.reward_model else None
+    monitor = HackingMonitor(cfg.hacking_patience) if scorer is not None and not cfg.env else None
+    extra_state = ctx.resumed_state.get("extra", {})
+    for name, part in (("critic", critic), ("kl_controller", kl_ctl), ("hacking_monitor", monitor)):
+        if part is not None and name in extra_state:
+            part.load_state_dict(extra_state[name])
     engine = HFEngine(model, tok)
     sampling = SamplingParams(cfg.max_completion_length, cfg.temperature, cfg.top_p, cfg.top_k)
     order = torch.randperm(len(records), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
@@ -107,19 +145,30 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     def evaluate():
         return evaluate_accuracy(model, tok, held_out, verify, cfg.max_completion_length)
 
+    gold_seen: list[torch.Tensor] = []  # gold rewards of this step's samples (reward-model runs)
+    gold_window: list[tuple[float, float, float]] = []  # (gold, proxy, sequence KL) per step since the last evaluation
+
     def rollout_and_score(batch: list[dict]):
         encoded = [encode_prompt(r["prompt"], tok, cfg.max_prompt_length) for r in batch]
         rollout = engine.generate([ids for ids, _ in encoded], cfg.num_generations, sampling)
         expanded = [r for r in batch for _ in range(cfg.num_generations)]
         t_score = time.time()
-        rewards, per_fn = rewards_fn(
-            prompts=[r["prompt"] for r in expanded],
-            completions=completions_for(expanded, rollout.completions_text),
-            completion_ids=[ids[m.bool()].tolist() for ids, m in zip(rollout.completion_ids, rollout.completion_mask)],
-            columns=columns(expanded),
-        )
+        reward_inputs = {
+            "prompts": [r["prompt"] for r in expanded],
+            "completions": completions_for(expanded, rollout.completions_text),
+            "completion_ids": [ids[m.bool()].tolist() for ids, m in zip(rollout.completion_ids, rollout.completion_mask)],
+            "columns": columns(expanded),
+        }
+        rewards, per_fn = rewards_fn(**reward_inputs) if rewards_fn is not None else (torch.zeros(len(expanded)), {})
+        if scorer is not None:
+            proxy = scorer(*(t.to(device) for t in sequence_inputs(rollout))).cpu()
+            rewards, per_fn = rewards + proxy, {**per_fn, "reward_model": proxy}
+        if gold_fn is not None:
+            gold_seen.append(gold_fn(**reward_inputs)[0])
         if cfg.overlong_buffer:
             rewards = rewards + overlong_penalty(rollout.completion_lengths.cpu().float(), cfg.max_completion_length, cfg.overlong_buffer)
+        if cfg.missing_eos_penalty:
+            rewards = rewards - cfg.missing_eos_penalty * torch.tensor([r == "length" for r in rollout.finish_reason], dtype=rewards.dtype)
         return rollout, rewards.to(device), per_fn, expanded, sum(t for _, t in encoded), time.time() - t_score
 
     if cfg.env:  # the same loop on episodes: multi-turn rollouts and game evaluation (trainers/env_rollouts.py)
@@ -144,8 +193,6 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             t_score += t_extra
         t_generate = time.time() - t0 - t_score
 
-        # 3. advantages: one scalar per completion, broadcast over its tokens
-        advantages = advantage_fn(rewards, rollout.group_index, **advantage_options(cfg))
         completion_mask = rollout.completion_mask.clone()
         truncated = torch.tensor([r == "length" for r in rollout.finish_reason], device=device)
         if cfg.mask_truncated_completions:
@@ -163,6 +210,28 @@ def train_grpo(cfg: GRPOConfig) -> dict:
                 with reference.context():
                     ref_logp = token_logprobs(reference.model(), input_ids, attention, C, cfg.temperature)[0]
 
+        # 3. advantages. Outcome-level: one scalar per completion, broadcast over its tokens. Per-token
+        # (gae, reinforce_pp): the KL penalty is part of the reward, the score sits on the last token.
+        token_stats: dict[str, float] = {}
+        if token_level:
+            # the sampling policy's log-probs: the old-policy pass, else the engine's (equal to 1e-4, tested)
+            sampled_logp = old_logp if old_logp is not None else rollout.sampled_logprobs.to(device)
+            token_rewards, token_kl = per_token_rewards(rewards, sampled_logp, ref_logp, completion_mask, kl_ctl.value)
+            sequence_kl = float(token_kl.sum(1).mean())
+            kl_ctl.update(sequence_kl, input_ids.shape[0])
+            token_stats = {"kl_penalty/sequence_kl": sequence_kl, "kl_penalty/beta": kl_ctl.value}
+            if critic is not None:
+                with torch.no_grad():
+                    old_values = critic.values(input_ids, attention, C)
+                advantages, returns = gae(token_rewards, old_values, completion_mask, cfg.gamma, cfg.lam)
+                advantages = whiten(advantages, completion_mask)
+                valid = completion_mask.bool()
+                token_stats.update({"values/mean": float(old_values[valid].mean()), "values/returns_mean": float(returns[valid].mean())})
+            else:
+                advantages, returns = reinforce_pp(token_rewards, completion_mask, cfg.gamma)
+        else:
+            advantages = advantage_fn(rewards, rollout.group_index, **advantage_options(cfg))
+
         # 4. loss and 5. optimizer step(s), accumulating over minibatches
         rows_total = input_ids.shape[0]
         mb = cfg.mini_batch_size or rows_total
@@ -176,10 +245,15 @@ def train_grpo(cfg: GRPOConfig) -> dict:
                 per_token, loss_metrics = policy_loss_fn(logp, old, advantages[rows], mask, cfg.epsilon, cfg.epsilon_high or None)
                 if ref_logp is not None:
                     kl = kl_estimate(logp, ref_logp[rows], cfg.kl_estimator)
-                    if cfg.beta > 0:
-                        per_token = per_token + cfg.beta * kl
+                    if kl_ctl.value > 0 and not token_level:
+                        per_token = per_token + kl_ctl.value * kl
                     loss_metrics["kl"] = float((kl.detach() * mask).sum() / mask.sum().clamp(min=1))
                 loss = aggregate(per_token, mask, cfg.max_completion_length)
+                if critic is not None:
+                    values = critic.values(input_ids[rows], attention[rows], C)
+                    v_loss, v_metrics = value_loss(values, old_values[rows], returns[rows], mask, cfg.cliprange_value or None)
+                    loss_metrics.update({"policy_loss": loss.item(), "value_loss": v_loss.item(), **v_metrics})
+                    loss = loss + cfg.vf_coef * v_loss
                 weight = minibatch_weight(aggregation, completion_mask, rows, rows_total)
                 (loss * weight).backward()
                 loss_metrics["loss"] = loss.item()
@@ -187,6 +261,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
                 for key, value in loss_metrics.items():
                     stats[key] = stats.get(key, 0.0) + value * weight / cfg.num_iterations
             stats["grad_norm"] = grad_step(ctx, cfg.max_grad_norm)
+            if critic is not None:
+                stats["value_grad_norm"] = critic.step()
         t_train = time.time() - t_train
 
         # metrics: what moves, so "loss is 0" never hides whether learning happens
@@ -198,6 +274,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
             **summary_metrics(per_fn),
             **stats,
+            **token_stats,
+            "reward_length_corr": reward_length_correlation(rewards.tolist(), rollout.completion_lengths.tolist()),
             "zero_variance_groups": zero_var_fraction,
             "completion_length": float(lengths.mean()),
             "completion_length_min": float(lengths.min()),
@@ -212,8 +290,18 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             "time/train": t_train,
             "time/step": time.time() - t0,
         }
+        if gold_seen:  # reward-model runs: the gold reward of the same samples, and the monitor's verdict
+            # KL(policy || initial policy) per sequence: the k1 estimate summed over each sample's tokens
+            sequence_kl = float(((rollout.sampled_logprobs.to(device) - ref_logp) * rollout.completion_mask).sum(1).mean())
+            gold_window.append((float(torch.cat(gold_seen).nanmean()), float(per_fn["reward_model"].mean()), sequence_kl))
+            metrics["gold_reward"] = gold_window[-1][0]
+            gold_seen.clear()
         if cfg.eval_steps and done % cfg.eval_steps == 0 and done < cfg.max_steps:
             metrics["eval/accuracy"], _ = evaluate()
+        if monitor is not None and gold_window and cfg.eval_steps and done % cfg.eval_steps == 0:
+            gold, proxy, kl = (sum(column) / len(gold_window) for column in zip(*gold_window))
+            metrics.update(monitor.update(done, proxy, gold, kl))
+            gold_window.clear()
         ctx.logger.log(done, metrics)
         if cfg.logging_steps and done % cfg.logging_steps == 0:
             ctx.logger.log_samples(done, [
@@ -223,7 +311,11 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         bar.update(1)
         bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{metrics.get('kl', 0.0):.4f}", clip=f"{metrics.get('clip_fraction', 0.0):.3f}")
         if cfg.save_steps and done % cfg.save_steps == 0 and done < cfg.max_steps:
-            save_checkpoint(ctx.run_dir, done, model, tok, ctx.optimizer, ctx.scheduler, {"data_cursor": cursor}, cfg.save_total_limit)
+            extra = {"data_cursor": cursor, "kl_controller": kl_ctl.state_dict()}
+            for name, part in (("critic", critic), ("hacking_monitor", monitor)):
+                if part is not None:
+                    extra[name] = part.state_dict()
+            save_checkpoint(ctx.run_dir, done, model, tok, ctx.optimizer, ctx.scheduler, extra, cfg.save_total_limit)
     bar.close()
     train_time = time.time() - t_start
 
