@@ -141,3 +141,24 @@ def test_accuracy_by_carry_splits_additions():
         {"prompt": [{"role": "user", "content": "40+41="}], "correct": True},  # chat prompt, no carry
     ]
     assert accuracy_by_carry(rows) == {"carry": 0.5, "no_carry": 1.0, "n_carry": 2, "n_no_carry": 2}
+
+
+def test_ppo_against_a_reward_model_watches_the_task_gold(tmp_path):
+    """With reward_model set, the reward is the model's score; the task's gold scorer is only watched."""
+    common = small(tmp_path, task="preference", model_config=TINY)
+    rewardlab.train("rm", {**common, "run_name": "rm", "max_steps": 2, "batch_size": 4, "eval_n": 4})
+    rewardlab.train(
+        "ppo",
+        {**common, "run_name": "ppo", "reward_model": str(tmp_path / "rm" / "final"), "batch_size": 8,
+         "num_generations": 4, "max_completion_length": 4, "max_steps": 4, "eval_steps": 1, "num_iterations": 1},
+    )
+    rows = [json.loads(line) for line in open(tmp_path / "ppo" / "metrics.jsonl")]
+    steps = [r for r in rows if "reward" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    for row in steps:
+        # the reward is the reward model's score alone (no task reward added), the gold is logged beside it
+        assert row["reward"] == pytest.approx(row["rewards/reward_model/mean"], abs=1e-6)
+        assert 0.0 <= row["gold_reward"] <= 1.0 and "rewards/gold_reward/mean" not in row
+    evals = [r for r in rows if "hacking/gold" in r]
+    assert [r["step"] for r in evals] == [1, 2, 3, 4]  # every eval step, the last one included
+    assert all(r["hacking/alarm"] in (0.0, 1.0) and r["hacking/sqrt_kl"] >= 0 for r in evals)

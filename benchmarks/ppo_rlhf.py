@@ -1,0 +1,182 @@
+"""PPO-RLHF on the synthetic preference task, measured against its hidden gold scorer.
+
+    python benchmarks/ppo_rlhf.py [--seeds 0 1 2] [--steps 150] [--out runs/ppo_rlhf]
+
+1. SFT cold start on the careless demonstrations of the `preference` task (examples/sft_preference.yaml).
+2. A reward model on noisy Bradley-Terry pairs (examples/rm_preference.yaml), and a deliberately weak
+   proxy reward model (few pairs, few steps).
+3. PPO against the good reward model from the SFT policy, one run per seed: the gold score of the
+   policy's samples on held-out prompts before and after, the gold win rate against the SFT policy, and
+   the explained variance of the value head.
+4. Over-optimisation: PPO against the weak proxy with beta = 0, and the same budget with adaptive KL
+   control. Proxy and gold reward are logged against sqrt(KL to the initial policy) every `eval_steps`;
+   the reward-hacking monitor flags "proxy up, gold down". One PNG shows both runs.
+
+Writes benchmarks/results/ppo_rlhf.md and docs/img/overoptimisation.png. Every number in them comes from
+this run; nothing is copied in.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import rewardlab
+from rewardlab.config import load_config
+from rewardlab.models import load_policy
+from rewardlab.monitor import alarm_steps, format_table, plot_gold_vs_proxy, read_metrics
+from rewardlab.tasks import make_task
+from rewardlab.trainers.gold import gold_report, gold_samples
+from rewardlab.trainers.inputs import eval_records
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "ppo_rlhf.md"
+FIGURE = ROOT / "docs" / "img" / "overoptimisation.png"
+COMMON = {"torch_threads": 1, "tensorboard": False}
+PPO = {
+    "task": "preference",
+    "batch_size": 128,
+    "num_generations": 8,
+    "max_completion_length": 8,
+    "learning_rate": 3e-4,
+    "value_learning_rate": 1e-3,
+    "temperature": 1.0,
+    "logging_steps": 25,
+    "eval_steps": 10,
+    "eval_n": 200,
+    "save_steps": 0,
+}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=150, help="PPO steps against the good reward model")
+    parser.add_argument("--hack-steps", type=int, default=300, help="PPO steps against the weak proxy")
+    parser.add_argument("--weak-pairs", type=int, default=256, help="training pairs of the weak proxy")
+    parser.add_argument("--eval-prompts", type=int, default=500, help="held-out prompts for the gold evaluation")
+    parser.add_argument("--out", default="runs/ppo_rlhf")
+    return parser.parse_args()
+
+
+def gold_eval(model_dir: Path, n: int, reference_dir: Path | None = None) -> dict:
+    """Gold score of samples (temperature 1) on n held-out prompts of eval seed 7, which no run trained on."""
+    cfg = load_config("dpo", None, {"task": "preference", "eval_n": n, "eval_seed": 7})
+    task, records = make_task("preference"), eval_records(cfg)
+    model, tok = load_policy(str(model_dir))
+    rows = gold_samples(model, tok, task, records, max_new_tokens=8, seed=7)
+    reference = None
+    if reference_dir is not None:
+        ref_model, ref_tok = load_policy(str(reference_dir))
+        reference = gold_samples(ref_model, ref_tok, task, records, max_new_tokens=8, seed=7)
+    return gold_report(rows, reference)
+
+
+def tail_mean(run: Path, key: str, n: int = 20) -> float:
+    values = [r[key] for r in read_metrics(run) if isinstance(r.get(key), (int, float))]
+    return statistics.fmean(values[-n:]) if values else float("nan")
+
+
+def main() -> None:
+    args = parse_args()
+    out = Path(args.out)
+    t0 = time.time()
+    # 1-2. cold start, a good reward model and a weak one
+    rewardlab.train("sft", ROOT / "examples" / "sft_preference.yaml", output_dir=str(out), run_name="sft", **COMMON)
+    sft = out / "sft" / "final"
+    rm = rewardlab.train("rm", ROOT / "examples" / "rm_preference.yaml", model=str(sft), output_dir=str(out), run_name="rm", **COMMON)
+    weak = rewardlab.train(
+        "rm", ROOT / "examples" / "rm_preference.yaml", model=str(sft), output_dir=str(out), run_name="rm_weak",
+        num_train_samples=args.weak_pairs, max_steps=40, batch_size=32, **COMMON,
+    )
+    sft_gold = gold_eval(sft, args.eval_prompts)
+
+    # 3. PPO against the good reward model, one run per seed
+    rows = []
+    for seed in args.seeds:
+        name = f"ppo_s{seed}"
+        summary = rewardlab.train(
+            "ppo", None, **PPO, **COMMON, model=str(sft), reward_model=str(out / "rm" / "final"), max_steps=args.steps,
+            seed=seed, output_dir=str(out), run_name=name,
+        )
+        report = gold_eval(out / name / "final", args.eval_prompts, reference_dir=sft)
+        rows.append({
+            "seed": seed,
+            "gold before": sft_gold["gold_mean"],
+            "gold after": report["gold_mean"],
+            "perfect after": report["gold_perfect"],
+            "win rate vs SFT": report["win_rate"],
+            "explained variance (last 20 steps)": tail_mean(out / name, "explained_variance"),
+            "proxy reward (last 20 steps)": tail_mean(out / name, "rewards/reward_model/mean"),
+            "train s": summary["train_time_s"],
+        })
+
+    # 4. over-optimisation: the weak proxy without and with KL control, same budget
+    hack = {}
+    for label, extra in (("beta 0", {"beta": 0.0}), ("adaptive KL", {"beta": 0.05, "kl_target": 1.0})):
+        name = "hack_beta0" if label == "beta 0" else "hack_kl"
+        rewardlab.train(
+            "ppo", None, **{**PPO, **COMMON, **extra}, model=str(sft), reward_model=str(out / "rm_weak" / "final"),
+            max_steps=args.hack_steps, seed=0, output_dir=str(out), run_name=name, learning_rate=1e-3,
+        )
+        evals = [r for r in read_metrics(out / name) if "hacking/gold" in r]
+        report = gold_eval(out / name / "final", args.eval_prompts, reference_dir=sft)
+        best = max(evals, key=lambda r: r["hacking/gold"])
+        hack[label] = {
+            "run": out / name,
+            "final gold (held-out)": report["gold_mean"],
+            "peak gold (training evals)": best["hacking/gold"],
+            "peak at step": best["step"],
+            "final gold (training evals)": evals[-1]["hacking/gold"],
+            "final proxy": evals[-1]["hacking/proxy"],
+            "final sqrt KL": evals[-1]["hacking/sqrt_kl"],
+            "alarms at steps": ", ".join(map(str, alarm_steps(out / name))) or "none",
+        }
+    plot_gold_vs_proxy({label: h["run"] for label, h in hack.items()}, FIGURE,
+                       title="PPO against a weak proxy reward model: gold and proxy vs sqrt KL")
+
+    # report
+    mean = lambda key: statistics.fmean(r[key] for r in rows)  # noqa: E731
+    spread = lambda key: statistics.pstdev(r[key] for r in rows)  # noqa: E731
+    lines = [
+        "# PPO-RLHF on the synthetic preference task",
+        "",
+        f"Generated by `python benchmarks/ppo_rlhf.py --seeds {' '.join(map(str, args.seeds))} --steps {args.steps} "
+        f"--hack-steps {args.hack_steps}` in {time.time() - t0:.0f} s on {platform.processor() or platform.machine()} "
+        f"({os.cpu_count()} cores, 1 torch thread, shared with other jobs).",
+        "",
+        f"Reward model: held-out pairwise accuracy {rm.get('eval_accuracy', float('nan')):.3f} on noisy labels "
+        f"(summary: {json.dumps({k: v for k, v in rm.items() if 'accuracy' in k})}). Weak proxy "
+        f"({args.weak_pairs} pairs, 40 steps): {json.dumps({k: v for k, v in weak.items() if 'accuracy' in k})}.",
+        "",
+        "## PPO against the reward model (gold scorer on 500 held-out prompts, eval seed 7, temperature 1)",
+        "",
+        format_table([{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows]),
+        "",
+        f"Mean over seeds: gold {mean('gold before'):.3f} -> {mean('gold after'):.3f} ± {spread('gold after'):.3f} "
+        f"(of 5); win rate vs SFT {mean('win rate vs SFT'):.3f} ± {spread('win rate vs SFT'):.3f}; explained variance "
+        f"{mean('explained variance (last 20 steps)'):.3f} ± {spread('explained variance (last 20 steps)'):.3f}.",
+        "",
+        "## Over-optimisation: a weak proxy, with and without KL control (same budget, seed 0)",
+        "",
+        format_table([{"run": label, **{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in h.items() if k != "run"}}
+                      for label, h in hack.items()]),
+        "",
+        f"![gold and proxy vs sqrt KL](../../docs/img/{FIGURE.name})",
+        "",
+    ]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
