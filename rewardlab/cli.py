@@ -177,7 +177,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return classic_main(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides after an option (train grpo --config x.yaml beta=0.1): argparse has already
+    # filled the positional list before --config, so it hands them back as unknown arguments.
+    if extra and getattr(args, "command", None) == "train" and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from .config import ConfigError
     from .data import DataError

@@ -256,8 +256,12 @@ def test_config_errors_say_what_to_change():
 def test_cli_train_and_gold_eval_against_itself(tmp_path, capsys):
     from rewardlab.cli import main
 
-    overrides = [f"{k}={json.dumps(v)}" for k, v in small(tmp_path, run_name="cli", max_steps=1).items()]
-    assert main(["train", "dpo", *overrides]) == 0
+    settings = small(tmp_path, run_name="cli", max_steps=1)
+    config = tmp_path / "dpo.yaml"
+    config.write_text(json.dumps({"model_config": settings.pop("model_config"), "beta": 0.5}))  # JSON is YAML
+    # key=value overrides may follow --config
+    assert main(["train", "dpo", "--config", str(config), *[f"{k}={json.dumps(v)}" for k, v in settings.items()]]) == 0
+    assert "beta: 0.5" in (tmp_path / "cli" / "config.yaml").read_text()
     final = str(tmp_path / "cli" / "final")
     assert main(["eval", "--model", final, "--reference", final, "--task", "preference", "--n", "16", "--seed", "3"]) == 0
     out = capsys.readouterr().out

@@ -69,7 +69,7 @@ def gold_eval(args, cfg, task) -> int:
 
     records = eval_records(cfg)
     options = {"samples_per_prompt": args.samples, "temperature": args.temperature,
-               "max_new_tokens": args.max_new_tokens, "seed": cfg.eval_seed}
+               "max_new_tokens": args.max_new_tokens or 16, "seed": cfg.eval_seed}
     model, tokenizer = load_policy(args.model, device=args.device)
     rows = gold_samples(model, tokenizer, task, records, **options)
     reference_rows = None
