@@ -24,7 +24,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # Answers are written least-significant digit first ("17+25=" -> "24"), the order in which a carry is
 # worked out, so that the tiny model can represent the correct rule and GRPO can find it in its samples.
 DEMO_TASK = {"max_digits": 2, "sloppy_carry_rate": 0.7, "reverse_answer": True}
-DEMO_SFT = {"max_steps": 1500, "batch_size": 64, "learning_rate": 3e-3, "warmup_steps": 50, "task_options": DEMO_TASK}
+DEMO_SFT = {"max_steps": 1000, "batch_size": 64, "learning_rate": 1e-3, "warmup_steps": 50, "task_options": DEMO_TASK}
 DEMO_GRPO = {
     "max_steps": 300,
     "batch_size": 256,
