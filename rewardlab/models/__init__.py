@@ -1,7 +1,7 @@
 """Policies: the built-in tiny model and char tokenizer, loading, LoRA, chunked log-probs."""
 
 from .loading import apply_lora, disable_dropout, is_peft, load_policy, resolve_device, resolve_dtype
-from .logprobs import position_ids_from_mask, selective_log_softmax, token_logprobs
+from .logprobs import last_hidden_states, position_ids_from_mask, selective_log_softmax, token_logprobs
 from .scalar_head import load_reward_model, reward_scores
 from .tiny import TINY_DEFAULTS, build_tiny_model, tiny_config
 from .tokenizer import CHAT_TEMPLATE, build_char_tokenizer
@@ -14,6 +14,7 @@ __all__ = [
     "build_tiny_model",
     "disable_dropout",
     "is_peft",
+    "last_hidden_states",
     "load_policy",
     "load_reward_model",
     "position_ids_from_mask",

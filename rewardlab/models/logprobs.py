@@ -25,6 +25,16 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def last_hidden_states(backbone: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The backbone's last hidden states [B, L, H] for padded rows, positions counted over real tokens."""
+    return backbone(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids_from_mask(attention_mask),
+        use_cache=False,
+    ).last_hidden_state
+
+
 def _chunk_logprobs(
     lm_head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, inv_temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,13 +61,7 @@ def token_logprobs(
     `temperature` (use the sampling temperature; 0 means greedy and is treated as 1).
     """
     C = num_completion_tokens
-    decoder = model.get_decoder()
-    hidden = decoder(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids_from_mask(attention_mask),
-        use_cache=False,
-    ).last_hidden_state
+    hidden = last_hidden_states(model.get_decoder(), input_ids, attention_mask)
     # The hidden state at position t predicts token t + 1.
     hidden = hidden[:, -C - 1 : -1].reshape(-1, hidden.shape[-1])
     targets = input_ids[:, -C:].reshape(-1)

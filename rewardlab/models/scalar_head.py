@@ -19,7 +19,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 from .loading import disable_dropout, is_peft, load_policy, resolve_device, resolve_dtype
-from .logprobs import position_ids_from_mask
+from .logprobs import last_hidden_states
 
 
 def _is_reward_model_dir(model: str) -> bool:
@@ -88,12 +88,7 @@ def reward_scores(model: torch.nn.Module, input_ids: torch.Tensor, attention_mas
     """
     inner = model.get_base_model() if is_peft(model) else model
     backbone = getattr(inner, inner.base_model_prefix)
-    hidden = backbone(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids_from_mask(attention_mask),
-        use_cache=False,
-    ).last_hidden_state
+    hidden = last_hidden_states(backbone, input_ids, attention_mask)
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
     last = (positions * attention_mask.long()).argmax(-1)
     pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..config import GRPOConfig
-from ..models import is_peft, load_reward_model, position_ids_from_mask, reward_scores
+from ..models import is_peft, last_hidden_states, load_reward_model, reward_scores
 from .setup import lr_lambda
 
 
@@ -42,12 +42,7 @@ class Critic:
         """[B, C] float32: the value read at the position before each completion token (the state in
         which that token was chosen), aligned with token_logprobs."""
         backbone, head = _backbone_and_head(self.model)
-        hidden = backbone(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids_from_mask(attention_mask),
-            use_cache=False,
-        ).last_hidden_state
+        hidden = last_hidden_states(backbone, input_ids, attention_mask)
         C = num_completion_tokens
         return head(hidden[:, -C - 1 : -1]).squeeze(-1).float()
 
