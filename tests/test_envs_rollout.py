@@ -76,6 +76,7 @@ def test_per_turn_rows_with_returns_to_go_group_the_same_turn(tiny_model, tokeni
     assert rewards.tolist() == [6, 6, 5, 5, 3, 3] * 2
     assert rollout.group_index.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
     assert source == [0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3]
+    assert rollout.prompts_text == ["o0", "o0", "o1", "o1", "o2", "o2"] * 2
     assert rollout.completion_attention_mask.equal(rollout.completion_mask)
     # each turn's prompt is the instructions and the current observation only
     first = rollout.prompt_ids[2][rollout.prompt_mask[2].bool()].tolist()

@@ -182,6 +182,12 @@ def returns_to_go(rewards: list[float]) -> list[float]:
     return out[::-1]
 
 
+def _observation(ep: Episode, turn: int) -> str:
+    """The observation the policy answered at `turn` (messages: [system], user, assistant, user, ...)."""
+    system = 1 if ep.messages and ep.messages[0]["role"] == "system" else 0
+    return ep.messages[system + 2 * turn]["content"]
+
+
 def _right_pad(rows: list[list], fill) -> torch.Tensor:
     width = max(len(r) for r in rows)
     return torch.tensor([r + [fill] * (width - len(r)) for r in rows])
@@ -207,12 +213,13 @@ def episodes_to_rollout(
         raise ValueError(f"reward_mode={reward_mode!r} is not valid; use return or return_to_go")
     if any(t.completion_ids is None for ep in episodes for t in ep.turns):
         raise ValueError("episodes_to_rollout needs episodes played by a PolicyAgent (token records missing)")
-    prompts, completions, masks, attention, logprobs, rewards, groups, reasons, texts, sources = [], [], [], [], [], [], [], [], [], []
+    prompts, completions, masks, attention, logprobs, rewards, groups, reasons, texts, sources, observations = [], [], [], [], [], [], [], [], [], [], []
     order = sorted(range(len(episodes)), key=lambda i: group_ids[i])  # rows of a group are contiguous
     group_number: dict[Any, int] = {}
 
-    def add(prompt, completion, mask, lps, reward, group_key, reason, text):
+    def add(prompt, completion, mask, lps, reward, group_key, reason, text, observation):
         sources.append(i)
+        observations.append(observation)
         prompts.append(prompt)
         texts.append(text)
         completions.append(completion)
@@ -245,7 +252,8 @@ def episodes_to_rollout(
                     completion += environment
                     mask += [0] * len(environment)
                     lps += [0.0] * len(environment)
-            add(first.prompt_ids, completion, mask, lps, ep.episode_return, gid, reason, " | ".join(t.text for t in ep.turns))
+            add(first.prompt_ids, completion, mask, lps, ep.episode_return, gid, reason, " | ".join(t.text for t in ep.turns),
+                _observation(ep, 0))
             continue
         to_go = returns_to_go([t.reward for t in ep.turns])
         if gid not in picked_turns:
@@ -258,11 +266,13 @@ def episodes_to_rollout(
             turn = ep.turns[k]
             reward = ep.episode_return if reward_mode == "return" else to_go[k]
             key = gid if reward_mode == "return" else (gid, k)
-            add(turn.prompt_ids, turn.completion_ids, [1] * len(turn.completion_ids), turn.logprobs, reward, key, turn.finish_reason, turn.text)
+            add(turn.prompt_ids, turn.completion_ids, [1] * len(turn.completion_ids), turn.logprobs, reward, key, turn.finish_reason, turn.text,
+                _observation(ep, k))
     if reward_mode == "return_to_go":  # make each (group, turn) block contiguous
         perm = sorted(range(len(groups)), key=lambda r: groups[r])
-        prompts, completions, masks, attention, logprobs, rewards, groups, reasons, texts, sources = (
-            [seq[r] for r in perm] for seq in (prompts, completions, masks, attention, logprobs, rewards, groups, reasons, texts, sources)
+        prompts, completions, masks, attention, logprobs, rewards, groups, reasons, texts, sources, observations = (
+            [seq[r] for r in perm]
+            for seq in (prompts, completions, masks, attention, logprobs, rewards, groups, reasons, texts, sources, observations)
         )
     prompt_ids, prompt_mask = left_pad(prompts, pad_id)
     completion_ids = _right_pad(completions, pad_id)
@@ -274,6 +284,7 @@ def episodes_to_rollout(
         sampled_logprobs=_right_pad(logprobs, 0.0).float(),
         group_index=torch.tensor(groups, dtype=torch.long),
         finish_reason=reasons,
+        prompts_text=observations,
         completions_text=texts,
         completion_attention_mask=_right_pad(attention, 0),
     )

@@ -67,7 +67,7 @@ class EnvRollouts:
         # each row carries its episode's metrics, so they follow the rows through dynamic sampling
         summaries = [ep.summary() for ep in episodes]
         per_metric = {f"env/{key}": torch.tensor([summaries[e][key] for e in source]) for key in summaries[0]}
-        rows = [{"prompt": episodes[e].messages[-1 if episodes[e].context == "last" else 0]["content"]} for e in source]
+        rows = [{"prompt": observation} for observation in rollout.prompts_text]
         return rollout, rewards.to(device), per_metric, rows, 0, 0.0
 
     @torch.no_grad()
