@@ -17,6 +17,23 @@ from rewardlab.algos.advantages import (
     whiten,
 )
 from rewardlab.algos.aggregation import AGGREGATIONS, seq_mean_token_mean, seq_mean_token_sum_norm, token_mean
+from rewardlab.algos.distill import (
+    distill_loss,
+    entropy_weights,
+    generalized_jsd,
+    kl_divergence,
+    opd_advantages,
+    rlsd_advantages,
+    sampled_token_distill_loss,
+    srpo_route,
+    topk_tail_logprobs,
+)
+from rewardlab.algos.flowrl import (
+    FLOWRL_IMPORTANCE,
+    flowrl_importance_weights,
+    flowrl_loss,
+    masked_token_mean,
+)
 from rewardlab.algos.kl import KL_KINDS, AdaptiveKLController, FixedKLController, kl_estimate
 from rewardlab.algos.policy_losses import POLICY_LOSSES, gspo_loss, ppo_clip_loss
 from rewardlab.algos.preference import (
@@ -31,31 +48,44 @@ from rewardlab.algos.value import explained_variance, value_loss
 __all__ = [
     "ADVANTAGES",
     "AGGREGATIONS",
+    "FLOWRL_IMPORTANCE",
     "KL_KINDS",
     "POLICY_LOSSES",
     "PREFERENCE_LOSS_TYPES",
     "AdaptiveKLController",
     "FixedKLController",
     "bradley_terry_loss",
+    "distill_loss",
     "dr_grpo_advantages",
+    "entropy_weights",
     "explained_variance",
+    "flowrl_importance_weights",
+    "flowrl_loss",
     "gae",
+    "generalized_jsd",
     "group_stats",
     "grpo_advantages",
     "gspo_loss",
+    "kl_divergence",
     "kl_estimate",
     "kto_loss",
     "kto_reference_point",
+    "masked_token_mean",
     "nonzero_variance_groups",
+    "opd_advantages",
     "overlong_penalty",
     "per_token_rewards",
     "ppo_clip_loss",
     "preference_loss",
     "reinforce_pp",
     "rloo_advantages",
+    "rlsd_advantages",
+    "sampled_token_distill_loss",
     "seq_mean_token_mean",
     "seq_mean_token_sum_norm",
+    "srpo_route",
     "token_mean",
+    "topk_tail_logprobs",
     "value_loss",
     "whiten",
 ]
