@@ -1,6 +1,7 @@
 """Watching a run: metrics/samples logging (JSON lines + TensorBoard), PNG plots, progress and tables, and a
 reward-hacking monitor (proxy vs gold reward against sqrt KL)."""
 
+from rewardlab.monitor.diversity import answer_entropy, distinct_correct, diversity_metrics, pass_at_k
 from rewardlab.monitor.hacking import (
     HackingMonitor,
     alarm_steps,
@@ -16,7 +17,11 @@ __all__ = [
     "HackingMonitor",
     "RunLogger",
     "alarm_steps",
+    "answer_entropy",
+    "distinct_correct",
+    "diversity_metrics",
     "format_table",
+    "pass_at_k",
     "plot_gold_vs_proxy",
     "plot_run",
     "progress",

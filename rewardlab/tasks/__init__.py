@@ -6,11 +6,13 @@ from typing import Any
 
 from ..registry import Registry
 from .arithmetic import ArithmeticTask, answer_text, arithmetic_reward
+from .countdown import CountdownTask, countdown_reward, is_solution, parse_expression
 from .preference import PreferenceTask, gold_reward, gold_score, win_rate
 
 TASKS: Registry = Registry("task")
 TASKS.add("arithmetic", ArithmeticTask)
 TASKS.add("preference", PreferenceTask)
+TASKS.add("countdown", CountdownTask)
 
 
 def make_task(name: str, **options: Any):
@@ -28,11 +30,15 @@ def make_task(name: str, **options: Any):
 __all__ = [
     "TASKS",
     "ArithmeticTask",
+    "CountdownTask",
     "PreferenceTask",
     "answer_text",
     "arithmetic_reward",
+    "countdown_reward",
     "gold_reward",
     "gold_score",
+    "is_solution",
     "make_task",
+    "parse_expression",
     "win_rate",
 ]

@@ -1,0 +1,293 @@
+"""The built-in `countdown` task: reach a target with the given numbers and + - * /, many answers per prompt.
+
+A prompt lists the numbers and the target, "3,5,7=22:". A completion is an arithmetic expression such as
+"3*5+7" or "7+5*3". The verifier parses it with a small recursive-descent parser over exact fractions
+(never Python's eval): it is correct when it uses every given number exactly once (or, with
+use_all=False, each at most once), only + - * / and brackets, and equals the target. Division is exact
+(7/2 is 7/2, not 3), so an expression through a fraction can still land on an integer target.
+
+Most prompts have several distinct correct answers, which is what makes the task a test of diversity
+(FlowRL vs reward maximisers, ALGORITHMS.md section 5): evaluate with several samples per prompt and
+count distinct correct answers, the entropy of the answers and pass@k (monitor/diversity.py).
+
+Demonstrations for the SFT cold start come from a demonstrator who picks uniformly among all correct
+answers (so the cold start is diverse), and with probability sloppy_rate writes a random expression of
+the same numbers instead, most often wrong. Prompts are split into train and held-out sets by a hash of
+the numbers and target, so held-out prompts are never trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import random
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+
+OPERATORS = "+-*/"
+MAX_EXPRESSION_CHARS = 64  # a longer completion is rejected before parsing
+
+
+class ExpressionError(ValueError):
+    """A completion that is not a well-formed expression of integers, + - * / and brackets."""
+
+
+def _tokens(text: str) -> list[str]:
+    tokens, i = [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isspace():
+            i += 1
+        elif ch.isdigit():
+            j = i
+            while j < len(text) and text[j].isdigit():
+                j += 1
+            tokens.append(text[i:j])
+            i = j
+        elif ch in OPERATORS or ch in "()":
+            tokens.append(ch)
+            i += 1
+        else:
+            raise ExpressionError(f"unexpected character {ch!r} at position {i}")
+    return tokens
+
+
+def parse_expression(text: str) -> tuple[Fraction, list[int]]:
+    """(exact value, integers used in order) of an expression; raises ExpressionError.
+
+    Grammar: expr = term (("+" | "-") term)*; term = atom (("*" | "/") atom)*; atom = integer | "(" expr ")".
+    No unary minus, no exponent, no names: nothing but arithmetic can run.
+
+    >>> parse_expression("3*5+7")
+    (Fraction(22, 1), [3, 5, 7])
+    >>> parse_expression("(8-2)/4")
+    (Fraction(3, 2), [8, 2, 4])
+    """
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise ExpressionError(f"expression longer than {MAX_EXPRESSION_CHARS} characters")
+    tokens = _tokens(text)
+    if not tokens:
+        raise ExpressionError("empty expression")
+    pos = 0
+    used: list[int] = []
+
+    def peek() -> str | None:
+        return tokens[pos] if pos < len(tokens) else None
+
+    def take() -> str:
+        nonlocal pos
+        pos += 1
+        return tokens[pos - 1]
+
+    def atom() -> Fraction:
+        token = peek()
+        if token is None:
+            raise ExpressionError("expression ends where a number or '(' was expected")
+        if token == "(":
+            take()
+            value = expr()
+            if peek() != ")":
+                raise ExpressionError("unbalanced '('")
+            take()
+            return value
+        if token.isdigit():
+            take()
+            used.append(int(token))
+            return Fraction(int(token))
+        raise ExpressionError(f"expected a number or '(' but found {token!r}")
+
+    def term() -> Fraction:
+        value = atom()
+        while peek() in ("*", "/"):
+            op, right = take(), atom()
+            if op == "/" and right == 0:
+                raise ExpressionError("division by zero")
+            value = value * right if op == "*" else value / right
+        return value
+
+    def expr() -> Fraction:
+        value = term()
+        while peek() in ("+", "-"):
+            op, right = take(), term()
+            value = value + right if op == "+" else value - right
+        return value
+
+    value = expr()
+    if pos != len(tokens):
+        raise ExpressionError(f"unexpected {tokens[pos]!r} after a complete expression")
+    return value, used
+
+
+def countdown_answer(completion: str) -> str:
+    """The expression a completion gives: its first line, spaces removed ("3 * 5 + 7\\n" -> "3*5+7")."""
+    return "".join(completion.strip().split("\n", 1)[0].split()) if completion.strip() else ""
+
+
+def is_solution(expression: str, numbers: list[int], target: int, use_all: bool = True) -> bool:
+    """True when `expression` equals `target` using the numbers (each exactly once, or at most once).
+
+    >>> is_solution("3*5+7", [3, 5, 7], 22), is_solution("3*5+7+7", [3, 5, 7], 29), is_solution("2**9", [2, 9], 512)
+    (True, False, False)
+    """
+    try:
+        value, used = parse_expression(expression)
+    except ExpressionError:
+        return False
+    pool = sorted(numbers)
+    for n in used:
+        if n not in pool:
+            return False
+        pool.remove(n)
+    return value == target and (not pool or not use_all)
+
+
+def countdown_reward(completions: list, numbers: list, target: list, use_all: list | None = None, **kwargs) -> list[float]:
+    """1.0 for a completion whose first line is a correct expression, else 0.0 (a reward function).
+
+    >>> countdown_reward(["3*5+7", "7+3*5", "3+5+7"], numbers=[[3, 5, 7]] * 3, target=[22] * 3)
+    [1.0, 1.0, 0.0]
+    """
+    texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+    flags = use_all if use_all is not None else [True] * len(texts)
+    return [
+        1.0 if is_solution(countdown_answer(t), list(n), int(g), bool(u)) else 0.0
+        for t, n, g, u in zip(texts, numbers, target, flags)
+    ]
+
+
+def _render(tree) -> tuple[str, int]:
+    """(text, precedence) of an expression tree (an int, or (op, left, right)) with only needed brackets."""
+    if isinstance(tree, int):
+        return str(tree), 3
+    op, left, right = tree
+    prec = 1 if op in "+-" else 2
+    left_text, left_prec = _render(left)
+    right_text, right_prec = _render(right)
+    if left_prec < prec:
+        left_text = f"({left_text})"
+    # a - (b + c), a / (b * c): the right operand of - and / needs brackets at equal precedence too
+    if right_prec < prec or (right_prec == prec and op in "-/"):
+        right_text = f"({right_text})"
+    return f"{left_text}{op}{right_text}", prec
+
+
+def _trees(numbers: tuple[int, ...]):
+    """Every expression tree using all of `numbers` once (all orders, operators and bracketings)."""
+    if len(numbers) == 1:
+        yield numbers[0]
+        return
+    for split in range(1, len(numbers)):
+        for left in _trees(numbers[:split]):
+            for right in _trees(numbers[split:]):
+                for op in OPERATORS:
+                    yield (op, left, right)
+
+
+@lru_cache(maxsize=4096)
+def all_solutions(numbers: tuple[int, ...]) -> dict[int, tuple[str, ...]]:
+    """Every distinct expression text using all the numbers once, grouped by its integer value.
+
+    >>> sorted(all_solutions((1, 2))[3])
+    ['1+2', '2+1']
+    """
+    found: dict[int, set[str]] = {}
+    for order in set(itertools.permutations(numbers)):
+        for tree in _trees(order):
+            text, _ = _render(tree)
+            try:
+                value, _ = parse_expression(text)
+            except ExpressionError:  # division by zero
+                continue
+            if value.denominator == 1:
+                found.setdefault(int(value), set()).add(text)
+    return {value: tuple(sorted(texts)) for value, texts in found.items()}
+
+
+def _is_heldout(numbers: list[int], target: int, heldout_fraction: float) -> bool:
+    key = ",".join(map(str, sorted(numbers))) + f"={target}"
+    digest = hashlib.blake2b(key.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") / 2**32 < heldout_fraction
+
+
+@dataclass
+class CountdownTask:
+    """Countdown. Knobs: how many numbers, their range, the target range, the demonstrator's sloppiness.
+
+    num_numbers: numbers per prompt (each used exactly once by a correct answer; 3 or 4 keep it small).
+    max_number: numbers are drawn from 1..max_number.
+    min_target/max_target: targets are drawn among the integers reachable in this range.
+    min_solutions: only prompts with at least this many distinct correct expressions (diversity needs > 1).
+    sloppy_rate: the share of demonstrations that are a random expression of the numbers (usually wrong).
+    chat: prompts as chat messages instead of plain text.
+    """
+
+    num_numbers: int = 3
+    max_number: int = 9
+    min_target: int = 1
+    max_target: int = 50
+    min_solutions: int = 2
+    sloppy_rate: float = 0.0
+    heldout_fraction: float = 0.2
+    chat: bool = False
+
+    name = "countdown"
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.num_numbers <= 4:
+            raise ValueError(f"countdown: num_numbers must be 2, 3 or 4 (solutions are enumerated), got {self.num_numbers}")
+        if not 1 <= self.max_number <= 99:
+            raise ValueError(f"countdown: max_number must be in 1..99, got {self.max_number}")
+        if self.min_target > self.max_target:
+            raise ValueError(f"countdown: min_target ({self.min_target}) is above max_target ({self.max_target})")
+        if not 0 <= self.sloppy_rate <= 1:
+            raise ValueError(f"countdown: sloppy_rate must be in [0, 1], got {self.sloppy_rate}")
+        if not 0 < self.heldout_fraction < 1:
+            raise ValueError(f"countdown: heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
+        if self.min_solutions < 1:
+            raise ValueError(f"countdown: min_solutions must be >= 1, got {self.min_solutions}")
+
+    def generate(self, n: int, seed: int, split: str = "train") -> list[dict]:
+        """n records {"prompt", "numbers", "target", "answer", "completion", "num_solutions"} from a split.
+
+        "answer" is one correct expression (a reference, e.g. for a self-teacher); "completion" is the
+        demonstrator's, right or (with sloppy_rate) not.
+        """
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        rng = random.Random(f"countdown-{split}-{seed}")
+        records: list[dict] = []
+        attempts = 0
+        while len(records) < n:
+            attempts += 1
+            if attempts > 200 * n + 10_000:
+                raise ValueError(
+                    "countdown: could not find enough prompts with these options; widen the target range, "
+                    "raise max_number or lower min_solutions"
+                )
+            numbers = sorted(rng.randint(1, self.max_number) for _ in range(self.num_numbers))
+            solutions = all_solutions(tuple(numbers))
+            targets = [t for t, s in solutions.items() if self.min_target <= t <= self.max_target and len(s) >= self.min_solutions]
+            if not targets:
+                continue
+            target = rng.choice(sorted(targets))
+            if _is_heldout(numbers, target, self.heldout_fraction) != (split == "test"):
+                continue
+            answers = solutions[target]
+            completion = rng.choice(answers)
+            if rng.random() < self.sloppy_rate:
+                order = tuple(rng.sample(numbers, len(numbers)))
+                completion = _render(rng.choice(list(_trees(order))))[0]
+            text = f"{','.join(map(str, numbers))}={target}:"
+            prompt = [{"role": "user", "content": text}] if self.chat else text
+            records.append({
+                "prompt": prompt, "numbers": numbers, "target": target, "answer": rng.choice(answers),
+                "completion": completion, "num_solutions": len(answers),
+            })
+        return records
+
+    def reward_functions(self) -> list:
+        return [countdown_reward]
+
+    def verify(self, completion: str, record: dict) -> bool:
+        return is_solution(countdown_answer(completion), record["numbers"], record["target"])
