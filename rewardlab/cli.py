@@ -42,7 +42,7 @@ def _eval_env(args: argparse.Namespace) -> int:
         if saved.get("env") == args.env and saved.get("env_options"):
             options = dict(saved["env_options"])
             print(f"env options from the run's config.yaml: {json.dumps(options)} (pass --env-options to override)")
-    baselines = [b for b in args.baselines.split(";") if b] if args.baselines else None
+    baselines = [b for b in args.baselines.split(";") if b] if args.baselines is not None else None  # "" = none
     opponents = [o for o in args.opponents.split(";") if o] if args.opponents else None
     rows = compare(args.env, options, args.model, baselines, args.n, args.seed, opponents, args.device, args.max_new_tokens or 24)
     shown = [{k: v for k, v in row.items() if not k.endswith("_mean")} for row in rows]
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="", help="'tiny', a model directory or a .gguf file")
     p.add_argument("--env", default="", help="evaluate on a text environment (with baselines) instead of a task")
     p.add_argument("--env-options", default="", help='JSON environment options, e.g. \'{"arms": 5, "horizon": 50}\'')
-    p.add_argument("--baselines", default=None, help="';'-separated baseline agents (default per env), e.g. 'random;ucb1'")
+    p.add_argument("--baselines", default=None, help="';'-separated baseline agents (default per env; '' for none), e.g. 'random;ucb1'")
     p.add_argument("--opponents", default="", help="tic-tac-toe: ';'-separated opponents, one table block each, e.g. 'random;minimax;mcts(100)'")
     p.add_argument("--task", default="arithmetic")
     p.add_argument("--task-options", default="", help='JSON, e.g. \'{"max_digits": 3}\'')
@@ -177,13 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return classic_main(argv[1:])
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    # key=value overrides after an option (train grpo --config x.yaml beta=0.1): argparse has already
-    # filled the positional list before --config, so it hands them back as unknown arguments.
-    if extra and getattr(args, "command", None) == "train" and all("=" in e and not e.startswith("-") for e in extra):
-        args.overrides = [*args.overrides, *extra]
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from .config import ConfigError
     from .data import DataError

@@ -333,3 +333,36 @@ def test_returns_to_go_and_episode_return():
     assert returns_to_go([1.0, 0.0, 2.0]) == [3.0, 2.0, 2.0]
     ep = Episode(seed=0, env=TicTacToeEnv(), messages=[], info={})
     assert ep.episode_return == 0.0
+
+
+def test_board_observation_numbers_free_cells():
+    from rewardlab.envs.tictactoe import board_observation
+
+    assert board_observation("x.o......") == "x2o456789"
+    assert board_observation("xoxoxoxox") == "xoxoxoxox"
+
+
+def test_play_tictactoe_in_the_terminal_against_minimax():
+    from rewardlab.envs.play import play_tictactoe
+
+    answers = iter(["5", "9", "nonsense", "3", "4", "8", "7", "6", "1", "2"])
+    shown: list[str] = []
+    outcome = play_tictactoe(make_agent("minimax"), human_first=True, read=lambda _: next(answers), write=shown.append)
+    assert outcome in ("win", "draw")  # the model plays o against a person and cannot lose
+    assert any("'nonsense' is not a free cell" in line for line in shown)
+    assert shown[-1].startswith("the model wins" if outcome == "win" else "draw")
+
+
+def test_eval_command_prints_baselines_on_the_same_seeds(capsys, tmp_path):
+    import json as json_module
+
+    from rewardlab.cli import main
+
+    out = tmp_path / "rows.json"
+    assert main(["eval", "--env", "bandit", "--env-options", '{"arms": 3, "horizon": 20}', "--n", "30",
+                 "--baselines", "random;ucb1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "knowing_doing_gap" in printed and "ucb1" in printed
+    rows = json_module.loads(out.read_text())
+    assert [r["agent"] for r in rows] == ["random", "ucb1"]
+    assert rows[1]["knowing_mean"] == 1.0 and rows[1]["doing_mean"] == 1.0
