@@ -223,6 +223,37 @@ class GRPOConfig(CommonConfig):
     the reward still to come from each turn, compared with the same turn of the group's other episodes)."""
     env_turns_per_episode: int = 0
     """With env and one row per turn: train on this many random turns of each episode (0: all)."""
+    objective: str = "policy_gradient"
+    """What the loop optimises: policy_gradient (policy_loss on the advantages) | flowrl (trajectory balance
+    toward exp(flowrl_beta * r_hat) pi_ref, with a learned log Z head) | sdpo | rlsd | srpo (a self-teacher:
+    the policy re-prompted with teacher_context)."""
+    flowrl_beta: float = 15.0
+    """flowrl: inverse temperature on the group-normalised reward in the target distribution."""
+    flowrl_importance: str = "clamp"
+    """flowrl: sequence importance weight exp(sum(logp - old)): clamp (at flowrl_weight_clamp) | clip (to
+    [1 - epsilon, 1 + epsilon_high]) | none. All are 1 when num_iterations = 1."""
+    flowrl_weight_clamp: float = 10.0
+    """flowrl: upper bound of the importance weight with flowrl_importance=clamp."""
+    log_z_learning_rate: float = 1e-3
+    """flowrl: learning rate of the log Z head (its own AdamW; the head is not part of the exported model)."""
+    self_teacher: str = "ema"
+    """sdpo/rlsd/srpo: the teacher network: ema (a moving average of the policy) | policy (the policy itself)."""
+    teacher_ema_rate: float = 0.05
+    """sdpo/rlsd/srpo with self_teacher=ema: teacher <- (1 - rate) teacher + rate policy after each step."""
+    teacher_context: str = "sibling"
+    """sdpo/rlsd/srpo: what the teacher is shown: sibling (a successful completion of the same prompt; none
+    when the group has no success) | answer (the record's reference answer column)."""
+    teacher_template: str = "{prompt}\nCorrect solution:\n\n{solution}\n\nCorrectly solve the original question.\n{prompt}"
+    """sdpo/rlsd/srpo: the teacher's prompt, from the original prompt text and the context."""
+    success_reward: float = 1.0
+    """sdpo/rlsd/srpo: a completion with at least this reward counts as a success (a sibling solution;
+    srpo keeps it on the GRPO loss)."""
+    sdpo_mix: float = 1.0
+    """sdpo: weight of the distillation loss; the policy-gradient loss gets 1 - sdpo_mix (1: replace it)."""
+    rlsd_lambda: float = 1.0
+    """rlsd: how far per-token weights replace the flat advantage (0: plain GRPO)."""
+    rlsd_eps: float = 0.2
+    """rlsd: per-token weights are clipped to [1 - rlsd_eps, 1 + rlsd_eps]."""
 
     method = "grpo"
 
@@ -256,6 +287,22 @@ class GRPOConfig(CommonConfig):
             raise ConfigError("kl_target (adaptive KL) needs a starting beta > 0, e.g. beta=0.05")
         if self.hacking_patience < 1:
             raise ConfigError(f"hacking_patience must be >= 1, got {self.hacking_patience}")
+        _check_choice(self, "objective", ("policy_gradient", "flowrl", "sdpo", "rlsd", "srpo"))
+        _check_choice(self, "flowrl_importance", ("clamp", "clip", "none"))
+        _check_choice(self, "self_teacher", ("ema", "policy"))
+        _check_choice(self, "teacher_context", ("sibling", "answer"))
+        if not (0 <= self.sdpo_mix <= 1 and 0 <= self.rlsd_lambda <= 1 and 0 < self.teacher_ema_rate <= 1):
+            raise ConfigError(
+                f"sdpo_mix and rlsd_lambda must be in [0, 1] and teacher_ema_rate in (0, 1]; got sdpo_mix={self.sdpo_mix}, "
+                f"rlsd_lambda={self.rlsd_lambda}, teacher_ema_rate={self.teacher_ema_rate}"
+            )
+        if self.objective != "policy_gradient" and (self.advantage in ("gae", "reinforce_pp") or self.env):
+            raise ConfigError(
+                f"objective={self.objective} works on outcome-level advantages over task prompts; use advantage=grpo "
+                "(or dr_grpo, rloo) without env"
+            )
+        if self.flowrl_weight_clamp <= 0 or self.log_z_learning_rate <= 0:
+            raise ConfigError("flowrl_weight_clamp and log_z_learning_rate must be > 0")
         if self.env_turns_per_episode < 0:
             raise ConfigError(f"env_turns_per_episode must be >= 0 (0: all turns), got {self.env_turns_per_episode}")
         if self.reward_weights and len(self.reward_weights) != max(1, len(self.reward_funcs)):
@@ -380,6 +427,11 @@ METHOD_PRESETS: dict[str, tuple[type, dict[str, Any]]] = {
     # ALGORITHMS.md section 2 defaults: KL penalty 0.05 in the reward, 4 PPO epochs per rollout
     "reinforce_pp": (GRPOConfig, {"advantage": "reinforce_pp", "beta": 0.05}),
     "ppo": (GRPOConfig, {"advantage": "gae", "beta": 0.05, "num_iterations": 4}),
+    # ALGORITHMS.md sections 5-6: FlowRL and the self-distillation hybrids on the same loop
+    "flowrl": (GRPOConfig, {"objective": "flowrl"}),
+    "sdpo": (GRPOConfig, {"objective": "sdpo", "loss_type": "dapo"}),
+    "rlsd": (GRPOConfig, {"objective": "rlsd", "teacher_context": "answer"}),
+    "srpo": (GRPOConfig, {"objective": "srpo"}),
     "rm": (RewardModelConfig, {}),
     "dpo": (DPOConfig, {}),
     "ipo": (DPOConfig, {"loss_type": "ipo"}),

@@ -19,6 +19,7 @@ from ..algos import (
     POLICY_LOSSES,
     AdaptiveKLController,
     FixedKLController,
+    flowrl_loss,
     gae,
     group_stats,
     kl_estimate,
@@ -26,6 +27,7 @@ from ..algos import (
     overlong_penalty,
     per_token_rewards,
     reinforce_pp,
+    rlsd_advantages,
     value_loss,
     whiten,
 )
@@ -40,6 +42,7 @@ from .checkpoint import save_checkpoint
 from .critic import Critic, RewardModelScorer
 from .env_rollouts import EnvRollouts, env_seed_records
 from .evaluate import completions_for, evaluate_accuracy
+from .flowrl import LogZ
 from .inputs import (
     encode_prompt,
     eval_records,
@@ -49,6 +52,7 @@ from .inputs import (
     train_records,
     verifier,
 )
+from .self_distill import SELF_DISTILL_OBJECTIVES, SelfTeacher, self_distill_per_token
 from .setup import finish_run, grad_step, start_run
 
 # Per-token estimators (ALGORITHMS.md sections 2-3); the others are outcome-level, in ADVANTAGES.
@@ -122,13 +126,15 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     ctx = start_run(cfg)
     model, tok = ctx.model, ctx.tokenizer
     device = next(model.parameters()).device
-    reference = Reference(model, cfg) if (cfg.beta > 0 or cfg.log_kl or token_level or cfg.reward_model) else None
+    reference = Reference(model, cfg) if (cfg.beta > 0 or cfg.log_kl or token_level or cfg.reward_model or cfg.objective == "flowrl") else None
     kl_ctl = AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon) if cfg.kl_target else FixedKLController(cfg.beta)
     critic = Critic(cfg, device) if cfg.advantage == "gae" else None
     scorer = RewardModelScorer(cfg.reward_model, cfg, device) if cfg.reward_model else None
     monitor = HackingMonitor(cfg.hacking_patience) if scorer is not None and not cfg.env else None
+    log_z = LogZ(cfg, model, device) if cfg.objective == "flowrl" else None  # FlowRL's head, not exported
+    teacher = SelfTeacher(cfg, model, tok) if cfg.objective in SELF_DISTILL_OBJECTIVES else None
     extra_state = ctx.resumed_state.get("extra", {})
-    for name, part in (("critic", critic), ("kl_controller", kl_ctl), ("hacking_monitor", monitor)):
+    for name, part in (("critic", critic), ("kl_controller", kl_ctl), ("hacking_monitor", monitor), ("log_z", log_z), ("self_teacher", teacher)):
         if part is not None and name in extra_state:
             part.load_state_dict(extra_state[name])
     engine = HFEngine(model, tok)
@@ -209,6 +215,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             if reference is not None:
                 with reference.context():
                     ref_logp = token_logprobs(reference.model(), input_ids, attention, C, cfg.temperature)[0]
+        # sdpo/rlsd/srpo: the policy (or its EMA) re-prompted with a sibling's solution or the answer scores the same tokens
+        teacher_scores = teacher.score(model, rollout, expanded, rewards) if teacher is not None else None
 
         # 3. advantages. Outcome-level: one scalar per completion, broadcast over its tokens. Per-token
         # (gae, reinforce_pp): the KL penalty is part of the reward, the score sits on the last token.
@@ -231,6 +239,9 @@ def train_grpo(cfg: GRPOConfig) -> dict:
                 advantages, returns = reinforce_pp(token_rewards, completion_mask, cfg.gamma)
         else:
             advantages = advantage_fn(rewards, rollout.group_index, **advantage_options(cfg))
+        if cfg.objective == "rlsd":  # the verifier sets each sample's sign, the self-teacher each token's magnitude
+            sampled_logp = old_logp if old_logp is not None else rollout.sampled_logprobs.to(device)
+            advantages = rlsd_advantages(advantages, teacher_scores.logp, sampled_logp, completion_mask, cfg.rlsd_lambda, cfg.rlsd_eps)
 
         # 4. loss and 5. optimizer step(s), accumulating over minibatches
         rows_total = input_ids.shape[0]
@@ -243,18 +254,28 @@ def train_grpo(cfg: GRPOConfig) -> dict:
                 logp, entropy = token_logprobs(model, input_ids[rows], attention[rows], C, cfg.temperature)
                 old = old_logp[rows] if old_logp is not None else logp.detach()
                 per_token, loss_metrics = policy_loss_fn(logp, old, advantages[rows], mask, cfg.epsilon, cfg.epsilon_high or None)
+                if cfg.objective in ("sdpo", "srpo"):
+                    per_token, sd_metrics = self_distill_per_token(
+                        cfg.objective, per_token, logp, old, teacher_scores.rows(rows), rewards[rows] >= cfg.success_reward, mask, cfg.sdpo_mix
+                    )
+                    loss_metrics.update(sd_metrics)
                 if ref_logp is not None:
                     kl = kl_estimate(logp, ref_logp[rows], cfg.kl_estimator)
                     if kl_ctl.value > 0 and not token_level:
                         per_token = per_token + kl_ctl.value * kl
                     loss_metrics["kl"] = float((kl.detach() * mask).sum() / mask.sum().clamp(min=1))
                 loss = aggregate(per_token, mask, cfg.max_completion_length)
+                if log_z is not None:  # FlowRL: the trajectory-balance loss replaces the surrogate (r_hat = the GRPO advantage)
+                    z = log_z(model, rollout.prompt_ids[rows], rollout.prompt_mask[rows])
+                    loss, flow_metrics = flowrl_loss(z, logp, ref_logp[rows], old, advantages[rows], mask, cfg.flowrl_beta,
+                                                     cfg.flowrl_importance, cfg.flowrl_weight_clamp, cfg.epsilon, cfg.epsilon_high or None)
+                    loss_metrics.update({f"flowrl/{k}": v for k, v in flow_metrics.items()})
                 if critic is not None:
                     values = critic.values(input_ids[rows], attention[rows], C)
                     v_loss, v_metrics = value_loss(values, old_values[rows], returns[rows], mask, cfg.cliprange_value or None)
                     loss_metrics.update({"policy_loss": loss.item(), "value_loss": v_loss.item(), **v_metrics})
                     loss = loss + cfg.vf_coef * v_loss
-                weight = minibatch_weight(aggregation, completion_mask, rows, rows_total)
+                weight = minibatch_weight(aggregation if log_z is None else "seq_mean_token_mean", completion_mask, rows, rows_total)
                 (loss * weight).backward()
                 loss_metrics["loss"] = loss.item()
                 loss_metrics["entropy"] = float((entropy * mask).sum() / mask.sum().clamp(min=1))
@@ -263,6 +284,10 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             stats["grad_norm"] = grad_step(ctx, cfg.max_grad_norm)
             if critic is not None:
                 stats["value_grad_norm"] = critic.step()
+            if log_z is not None:
+                stats["log_z_grad_norm"] = log_z.step()
+            if teacher is not None:
+                teacher.update(model)
         t_train = time.time() - t_train
 
         # metrics: what moves, so "loss is 0" never hides whether learning happens
@@ -312,7 +337,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{metrics.get('kl', 0.0):.4f}", clip=f"{metrics.get('clip_fraction', 0.0):.3f}")
         if cfg.save_steps and done % cfg.save_steps == 0 and done < cfg.max_steps:
             extra = {"data_cursor": cursor, "kl_controller": kl_ctl.state_dict()}
-            for name, part in (("critic", critic), ("hacking_monitor", monitor)):
+            for name, part in (("critic", critic), ("hacking_monitor", monitor), ("log_z", log_z), ("self_teacher", teacher)):
                 if part is not None:
                     extra[name] = part.state_dict()
             save_checkpoint(ctx.run_dir, done, model, tok, ctx.optimizer, ctx.scheduler, extra, cfg.save_total_limit)
