@@ -405,6 +405,56 @@ class DPOConfig(CommonConfig):
             raise ConfigError(f"eval_temperature must be >= 0, got {self.eval_temperature}")
 
 
+@dataclass
+class DistillConfig(CommonConfig):
+    """Distillation of a teacher into a (smaller) student sharing its tokenizer: GKD's generalised JSD on
+    student samples or fixed sequences, on-policy distillation with a per-token reverse-KL advantage
+    (G-OPD's lambda), or SFT on sequences (e.g. the teacher's samples)."""
+
+    learning_rate: float = 1e-3
+    max_steps: int = 200
+    warmup_steps: int = 10
+    teacher: str = ""
+    """The teacher: a policy checkpoint (a run's final/) or a Hugging Face model directory. Required."""
+    loss_type: str = "opd"
+    """opd (on-policy distillation: the student samples, per-token advantage -(logp_S - logp_T)) | gkd
+    (generalised JSD over the vocabulary with beta, on a mix of student and off-policy sequences set by lmbda) |
+    sft (next-token loss on off-policy sequences, e.g. teacher samples: sequence-level distillation)."""
+    beta: float = 0.5
+    """gkd: JSD interpolation; 0 = forward KL(teacher || student), 1 = reverse KL(student || teacher)."""
+    lmbda: float = 1.0
+    """gkd: share of steps trained on the student's own samples; the rest use off_policy_source (GKD's lambda)."""
+    off_policy_source: str = "teacher"
+    """Where off-policy sequences come from (gkd with lmbda < 1, sft): teacher (samples of the teacher at
+    temperature) | dataset (the records' completion column)."""
+    opd_lambda: float = 1.0
+    """opd: G-OPD reward extrapolation, A_t = lambda logp_T - (lambda - 1) logp_ref - logp_S; 1 is plain
+    on-policy distillation, > 1 extrapolates past the teacher (the reference is the student's start)."""
+    temperature: float = 1.0
+    """Sampling temperature of the student and the teacher, and the softmax temperature of the losses."""
+    batch_size: int = 64
+    """Prompts (one sequence each) per optimizer step."""
+    max_prompt_length: int = 512
+    """Longer prompts are cut from the left."""
+    max_completion_length: int = 16
+    """New tokens per sampled sequence, and the generation budget at evaluation."""
+
+    method = "distill"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_choice(self, "loss_type", ("opd", "gkd", "sft"))
+        _check_choice(self, "off_policy_source", ("teacher", "dataset"))
+        if not self.teacher:
+            raise ConfigError("distill needs teacher=<a run's final/ directory or a Hugging Face model directory>")
+        if not 0 <= self.beta <= 1 or not 0 <= self.lmbda <= 1:
+            raise ConfigError(f"beta and lmbda must be in [0, 1]; got beta={self.beta}, lmbda={self.lmbda}")
+        if self.loss_type == "opd" and self.lmbda != 1.0:
+            raise ConfigError("loss_type=opd trains on the student's own samples only; leave lmbda at 1 (or use gkd)")
+        if self.temperature <= 0 or self.batch_size < 1 or self.max_completion_length < 1:
+            raise ConfigError("temperature must be > 0, batch_size and max_completion_length >= 1")
+
+
 def _check_pair_lengths(cfg: Any) -> None:
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {cfg.batch_size}")
@@ -432,6 +482,7 @@ METHOD_PRESETS: dict[str, tuple[type, dict[str, Any]]] = {
     "sdpo": (GRPOConfig, {"objective": "sdpo", "loss_type": "dapo"}),
     "rlsd": (GRPOConfig, {"objective": "rlsd", "teacher_context": "answer"}),
     "srpo": (GRPOConfig, {"objective": "srpo"}),
+    "distill": (DistillConfig, {}),
     "rm": (RewardModelConfig, {}),
     "dpo": (DPOConfig, {}),
     "ipo": (DPOConfig, {"loss_type": "ipo"}),
@@ -558,7 +609,7 @@ def field_docs(cls: type) -> dict[str, str]:
 def reference_markdown() -> str:
     """The config reference in README.md, generated from the dataclasses (tests check it is current)."""
     lines = []
-    for cls in (CommonConfig, SFTConfig, GRPOConfig, RewardModelConfig, DPOConfig):
+    for cls in (CommonConfig, SFTConfig, GRPOConfig, DistillConfig, RewardModelConfig, DPOConfig):
         own = [f for f in dataclasses.fields(cls) if cls is CommonConfig or f.name not in config_fields(CommonConfig)
                or f.default != config_fields(CommonConfig)[f.name].default]
         docs = field_docs(cls)
