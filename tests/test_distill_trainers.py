@@ -52,6 +52,9 @@ def test_distill_errors_say_what_to_do(tmp_path):
         load_config("distill")
     with pytest.raises(ConfigError, match="leave lmbda at 1"):
         load_config("distill", overrides={"teacher": "x", "lmbda": 0.5})
+    with pytest.raises(FileNotFoundError, match="not found; pass a run's final/"):
+        rewardlab.train("distill", {**BASE, "teacher": str(tmp_path / "missing"), "output_dir": str(tmp_path), "run_name": "d"})
+    assert not (tmp_path / "d").exists()  # nothing written before the check
 
 
 def test_opd_gradient_direction_moves_the_student_toward_the_teacher(tmp_path, teacher_dir):

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 
 import torch
 
 from ..algos import generalized_jsd, opd_advantages, token_mean
-from ..config import DistillConfig
+from ..config import ConfigError, DistillConfig
 from ..models import last_hidden_states, load_policy, token_logprobs
 from ..monitor import format_table, progress
 from ..rollout import HFEngine, SamplingParams, left_pad
@@ -41,7 +42,7 @@ def load_frozen(path: str, cfg: DistillConfig, device: torch.device, model_confi
 
 def check_same_vocabulary(student_tok, teacher_tok, teacher: str) -> None:
     if student_tok.get_vocab() != teacher_tok.get_vocab():
-        raise ValueError(
+        raise ConfigError(
             f"the teacher {teacher} has a different tokenizer from the student ({len(teacher_tok)} vs {len(student_tok)} "
             "tokens or different ids); token-level distillation needs a shared vocabulary. Use a student built "
             "with the teacher's tokenizer, or loss_type=sft on the teacher's decoded samples."
@@ -68,6 +69,8 @@ def jsd_per_token(student, teacher, input_ids, attention, C: int, beta: float, t
 def train_distill(cfg: DistillConfig) -> dict:
     records = train_records(cfg, cfg.max_steps * cfg.batch_size, required=("prompt", "completion") if cfg.off_policy_source == "dataset" and (cfg.loss_type == "sft" or cfg.lmbda < 1) else ("prompt",))
     held_out, verify = eval_records(cfg), verifier(cfg)
+    if not Path(cfg.teacher).exists():
+        raise FileNotFoundError(f"teacher {cfg.teacher!r} not found; pass a run's final/ directory or a Hugging Face model directory")
     ctx = start_run(cfg)
     student, tok = ctx.model, ctx.tokenizer
     device = next(student.parameters()).device
