@@ -90,13 +90,17 @@ def main() -> None:
     out = Path(args.out)
     t0 = time.time()
     # 1-2. cold start, a good reward model and a weak one
-    rewardlab.train("sft", ROOT / "examples" / "sft_preference.yaml", output_dir=str(out), run_name="sft", **COMMON)
+    # (stages whose final/ already exists under --out are reused: a rerun continues where one stopped)
+    def stage(method: str, config, name: str, **overrides) -> dict:
+        if (out / name / "final").exists():
+            return json.loads((out / name / "summary.json").read_text())
+        return rewardlab.train(method, config, output_dir=str(out), run_name=name, **COMMON, **overrides)
+
+    stage("sft", ROOT / "examples" / "sft_preference.yaml", "sft")
     sft = out / "sft" / "final"
-    rm = rewardlab.train("rm", ROOT / "examples" / "rm_preference.yaml", model=str(sft), output_dir=str(out), run_name="rm", **COMMON)
-    weak = rewardlab.train(
-        "rm", ROOT / "examples" / "rm_preference.yaml", model=str(sft), output_dir=str(out), run_name="rm_weak",
-        num_train_samples=args.weak_pairs, max_steps=40, batch_size=32, **COMMON,
-    )
+    rm = stage("rm", ROOT / "examples" / "rm_preference.yaml", "rm", model=str(sft))
+    weak = stage("rm", ROOT / "examples" / "rm_preference.yaml", "rm_weak", model=str(sft),
+                 num_train_samples=args.weak_pairs, max_steps=40, batch_size=32)
     sft_gold = gold_eval(sft, args.eval_prompts)
 
     # 3. PPO against the good reward model, one run per seed
