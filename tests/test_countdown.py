@@ -74,6 +74,17 @@ def test_enumerated_solutions_are_all_correct_and_complete_for_two_numbers():
     assert solutions[1] == ("3-2",) and solutions[-1] == ("2-3",)
     for target, texts in all_solutions((3, 5, 7)).items():
         assert all(is_solution(t, [3, 5, 7], target) for t in texts)
+    # the tree evaluator behind the enumeration agrees with the parser on every expression of 4 numbers
+    from rewardlab.tasks.countdown import _render, _trees, _value
+
+    for tree in _trees((6, 2, 2, 3)):
+        text = _render(tree)[0]
+        value = _value(tree)
+        if value is None:
+            with pytest.raises(ExpressionError):
+                parse_expression(text)
+        else:
+            assert parse_expression(text)[0] == value, text
 
 
 def test_generator_splits_train_and_heldout_and_respects_its_options():
@@ -129,3 +140,16 @@ def test_entropy_distinct_and_aggregate():
     assert abs(metrics["answer_entropy"] - (1.5 * math.log(2) + math.log(4)) / 2) < 1e-12
     assert abs(metrics["pass@2"] - (5 / 6 + 1) / 2) < 1e-12
     assert "pass@8" not in metrics  # k above the number of samples is skipped
+
+
+def test_evaluate_diversity_samples_n_per_prompt_and_measures_them(tiny_model, tokenizer):
+    from rewardlab.tasks.countdown import countdown_answer
+    from rewardlab.trainers.evaluate import evaluate_diversity
+
+    records = make_task("countdown").generate(3, seed=0, split="test")
+    metrics = evaluate_diversity(tiny_model, tokenizer, records, countdown_reward, max_new_tokens=4, n=4,
+                                 answer_of=countdown_answer, ks=(1, 2, 4))
+    assert metrics["accuracy"] == metrics["pass@1"]  # pass@1 is the mean sampled accuracy
+    assert metrics["pass@1"] <= metrics["pass@2"] <= metrics["pass@4"] <= 1.0
+    assert 0.0 <= metrics["answer_entropy"] <= math.log(4) + 1e-9  # 4 samples: at most ln 4
+    assert metrics["distinct_correct"] <= 4

@@ -172,6 +172,17 @@ def _render(tree) -> tuple[str, int]:
     return f"{left_text}{op}{right_text}", prec
 
 
+def _value(tree) -> Fraction | None:
+    """The exact value of an expression tree, None on a division by zero (the parser agrees: tested)."""
+    if isinstance(tree, int):
+        return Fraction(tree)
+    op, left, right = tree
+    a, b = _value(left), _value(right)
+    if a is None or b is None or (op == "/" and b == 0):
+        return None
+    return a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else a / b
+
+
 def _trees(numbers: tuple[int, ...]):
     """Every expression tree using all of `numbers` once (all orders, operators and bracketings)."""
     if len(numbers) == 1:
@@ -194,13 +205,9 @@ def all_solutions(numbers: tuple[int, ...]) -> dict[int, tuple[str, ...]]:
     found: dict[int, set[str]] = {}
     for order in set(itertools.permutations(numbers)):
         for tree in _trees(order):
-            text, _ = _render(tree)
-            try:
-                value, _ = parse_expression(text)
-            except ExpressionError:  # division by zero
-                continue
-            if value.denominator == 1:
-                found.setdefault(int(value), set()).add(text)
+            value = _value(tree)
+            if value is not None and value.denominator == 1:
+                found.setdefault(int(value), set()).add(_render(tree)[0])
     return {value: tuple(sorted(texts)) for value, texts in found.items()}
 
 
