@@ -46,6 +46,21 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def collect(out: Path, methods: list[str]) -> list[dict]:
+    """Rows from every run directory under out/seed*/<method>/, read from metrics.jsonl (a run still going counts
+    with the evaluations it has; its time is left out)."""
+    rows = []
+    for seed_dir in sorted(out.glob("seed*")):
+        for method in methods:
+            if not (seed_dir / method / "metrics.jsonl").is_file():
+                continue
+            curve = {int(r["step"]): r["eval/accuracy"] for r in read_metrics(seed_dir / method) if "eval/accuracy" in r}
+            summary = seed_dir / method / "summary.json"
+            time_s = json.loads(summary.read_text())["train_time_s"] if summary.is_file() else float("nan")
+            rows.append({"method": method, "seed": int(seed_dir.name[4:]), "curve": curve, "train_time_s": time_s})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
@@ -55,8 +70,9 @@ def main() -> None:
     parser.add_argument("--sft", default="", help='SFT start, may hold "{seed}" (default: train the demo SFT per seed)')
     parser.add_argument("--out", default="runs/self_distill")
     parser.add_argument("--merge", nargs="*", default=[], help="rows.json files of other seeds to add to the table")
+    parser.add_argument("--collect", action="store_true", help="only build the table from the runs under --out (finished or not)")
     args = parser.parse_args()
-    rows = [row for seed in args.seeds for row in run_seed(seed, args)]
+    rows = collect(Path(args.out), args.methods) if args.collect else [row for seed in args.seeds for row in run_seed(seed, args)]
     for path in args.merge:
         rows += json.loads(Path(path).read_text())
     rows = [{**r, "curve": {int(k): v for k, v in r["curve"].items()}} for r in rows]
@@ -69,7 +85,8 @@ def main() -> None:
             values = [r["curve"][step] for r in mine if step in r["curve"]]
             spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
             cells.append(f"{statistics.mean(values):.3f}{spread}" if values else "-")
-        cells.append(f"{statistics.mean(r['train_time_s'] for r in mine):.0f}")
+        times = [r["train_time_s"] for r in mine if r["train_time_s"] == r["train_time_s"]]  # finished runs
+        cells.append(f"{statistics.mean(times):.0f}" if times else "-")
         lines.append(cells)
     print(format_table(lines, ["method", "seeds", *[f"step {s}" for s in steps], "train time s"]))
 
