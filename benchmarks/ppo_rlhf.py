@@ -107,10 +107,8 @@ def main() -> None:
     rows = []
     for seed in args.seeds:
         name = f"ppo_s{seed}"
-        summary = rewardlab.train(
-            "ppo", None, **PPO, **COMMON, model=str(sft), reward_model=str(out / "rm" / "final"), max_steps=args.steps,
-            seed=seed, output_dir=str(out), run_name=name,
-        )
+        summary = stage("ppo", None, name, **PPO, model=str(sft), reward_model=str(out / "rm" / "final"),
+                        max_steps=args.steps, seed=seed)
         report = gold_eval(out / name / "final", args.eval_prompts, reference_dir=sft)
         rows.append({
             "seed": seed,
@@ -127,10 +125,9 @@ def main() -> None:
     hack = {}
     for label, extra in (("beta 0", {"beta": 0.0}), ("adaptive KL", {"beta": 0.05, "kl_target": 1.0})):
         name = "hack_beta0" if label == "beta 0" else "hack_kl"
-        rewardlab.train(
-            "ppo", None, **{**PPO, **COMMON, **extra}, model=str(sft), reward_model=str(out / "rm_weak" / "final"),
-            max_steps=args.hack_steps, seed=0, output_dir=str(out), run_name=name, learning_rate=1e-3,
-        )
+        # a larger learning rate than above, so that the weak proxy gets exploited within the budget
+        stage("ppo", None, name, **{**PPO, **extra, "learning_rate": 1e-3}, model=str(sft),
+              reward_model=str(out / "rm_weak" / "final"), max_steps=args.hack_steps, seed=0)
         evals = [r for r in read_metrics(out / name) if "hacking/gold" in r]
         report = gold_eval(out / name / "final", args.eval_prompts, reference_dir=sft)
         best = max(evals, key=lambda r: r["hacking/gold"])
