@@ -66,7 +66,7 @@ def test_bad_reward_functions_are_named_with_the_sample(tmp_path, fn, pattern):
 
 
 def test_unknown_registry_name_lists_the_valid_ones(tmp_path):
-    with pytest.raises(UnknownNameError, match=r"unknown advantage estimator 'gpro'; valid: dr_grpo, grpo, rloo"):
+    with pytest.raises(UnknownNameError, match=r"unknown advantage estimator 'gpro'; valid: dr_grpo, gae, grpo, reinforce_pp, rloo\. Did you mean 'grpo'\?"):
         grpo(tmp_path, advantage="gpro")
     assert not (tmp_path / "bad").exists()
 

@@ -8,6 +8,7 @@ reward, the score sits on the last token, and PPO adds a critic (trainers/critic
 
 from __future__ import annotations
 
+import difflib
 import time
 from contextlib import nullcontext
 
@@ -106,7 +107,11 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     aggregation = LOSS_TYPES.get(cfg.loss_type, cfg.loss_type)
     token_level = cfg.advantage in TOKEN_ADVANTAGES
     if not token_level and cfg.advantage not in ADVANTAGES:
-        raise UnknownNameError(f"unknown advantage {cfg.advantage!r}; valid: {', '.join(ADVANTAGES.names() + list(TOKEN_ADVANTAGES))}")
+        valid = sorted(ADVANTAGES.names() + list(TOKEN_ADVANTAGES))
+        close = difflib.get_close_matches(cfg.advantage, valid, n=1)
+        raise UnknownNameError(
+            f"unknown advantage estimator {cfg.advantage!r}; valid: {', '.join(valid)}." + (f" Did you mean {close[0]!r}?" if close else "")
+        )
     advantage_fn = None if token_level else ADVANTAGES[cfg.advantage]
     policy_loss_fn, aggregate = POLICY_LOSSES[cfg.policy_loss], AGGREGATIONS[aggregation]
     n_records = cfg.max_steps * cfg.prompts_per_step * (1 + cfg.max_resample_rounds * cfg.dynamic_sampling)
