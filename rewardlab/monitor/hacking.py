@@ -98,12 +98,14 @@ def alarm_steps(run_dir: str | os.PathLike) -> list[int]:
 
 
 def plot_gold_vs_proxy(runs: Mapping[str, str | os.PathLike], path: str | os.PathLike, title: str = "") -> Path:
-    """One PNG: gold (solid) and proxy (dashed) reward against sqrt(KL to the initial policy), one colour per
-    run, alarms marked with a red cross on the gold curve. `runs` maps a label to a run directory."""
+    """One PNG: gold (solid, right axis) and proxy (dashed, left axis) reward against sqrt(KL to the initial
+    policy), one colour per run, alarms marked with a red cross on the gold curve. `runs` maps a label to a
+    run directory."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(8, 4.5), dpi=100)
     ax = fig.add_subplot()
+    gold_ax = ax.twinx()  # proxy and gold live on different scales; each gets its own axis
     drawn = 0
     for index, (label, run_dir) in enumerate(runs.items()):
         rows = [r for r in read_metrics(run_dir) if GOLD in r and PROXY in r and SQRT_KL in r]
@@ -112,20 +114,23 @@ def plot_gold_vs_proxy(runs: Mapping[str, str | os.PathLike], path: str | os.Pat
             continue
         x = np.array([r[SQRT_KL] for r in rows], dtype=float)
         color = f"C{index}"
-        ax.plot(x, [r[GOLD] for r in rows], color=color, marker="o", markersize=3, label=f"{label}: gold")
-        ax.plot(x, [r[PROXY] for r in rows], color=color, linestyle="--", marker="x", markersize=3, label=f"{label}: proxy")
+        gold_ax.plot(x, [r[GOLD] for r in rows], color=color, marker="o", markersize=3, label=f"{label}: gold (right axis)")
+        ax.plot(x, [r[PROXY] for r in rows], color=color, linestyle="--", marker="x", markersize=3, label=f"{label}: proxy (left axis)")
         flagged = [(r[SQRT_KL], r[GOLD]) for r in rows if r.get(ALARM)]
         if flagged:
             fx, fy = zip(*flagged)
-            ax.scatter(fx, fy, color="tab:red", marker="X", s=60, zorder=3, label=f"{label}: hacking alarm")
+            gold_ax.scatter(fx, fy, color="tab:red", marker="X", s=60, zorder=3, label=f"{label}: hacking alarm")
         drawn += 1
     if not drawn:
         raise ValueError(f"plot_gold_vs_proxy: none of {list(runs.values())} logged {GOLD} and {PROXY}")
     ax.set_xlabel("sqrt(KL to the initial policy)")
-    ax.set_ylabel("reward")
+    ax.set_ylabel("proxy reward (dashed)")
+    gold_ax.set_ylabel("gold reward (solid)")
     ax.set_title(title or "gold vs proxy reward")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    handles = ax.get_legend_handles_labels()
+    gold_handles = gold_ax.get_legend_handles_labels()
+    ax.legend(handles[0] + gold_handles[0], handles[1] + gold_handles[1], fontsize=8, loc="best")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
