@@ -29,6 +29,17 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_task_options(model: str, task: str) -> dict | None:
+    """The task options a model was trained with, when `model` is a run's final/ (or sft/final/) directory."""
+    import yaml
+
+    config = Path(model).parent / "config.yaml"
+    if not Path(model).is_dir() or not config.is_file():
+        return None
+    saved = yaml.safe_load(config.read_text()) or {}
+    return saved.get("task_options") if saved.get("task") == task and saved.get("task_options") else None
+
+
 def _eval_env(args: argparse.Namespace) -> int:
     from .envs.evaluate import compare
     from .monitor import format_table
@@ -77,6 +88,9 @@ def _eval(args: argparse.Namespace) -> int:
     overrides = {"task": args.task, "eval_n": args.n, "eval_seed": args.seed}
     if args.task_options:
         overrides["task_options"] = json.loads(args.task_options)
+    elif (options := _run_task_options(args.model, args.task)) is not None:
+        overrides["task_options"] = options
+        print(f"task options from the run's config.yaml: {json.dumps(options)} (pass --task-options to override)")
     if args.dataset:
         overrides["eval_dataset"] = args.dataset
     cfg = load_config("sft", None, overrides)
@@ -105,10 +119,21 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .monitor import plot_run
+    from .monitor import alarm_steps, plot_gold_vs_proxy, plot_run, read_metrics
+    from .monitor.hacking import GOLD
 
-    for path in plot_run(args.run_dir):
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "metrics.jsonl").is_file():
+        print(f"error: {run_dir / 'metrics.jsonl'} not found; pass a run directory (e.g. runs/demo)", file=sys.stderr)
+        return 2
+    alarms = alarm_steps(run_dir)
+    paths = plot_run(run_dir, mark_steps=[(step, "reward hacking?") for step in alarms])
+    if any(GOLD in row for row in read_metrics(run_dir)):
+        paths.append(plot_gold_vs_proxy({run_dir.name: run_dir}, run_dir / "plots" / "gold_vs_proxy.png", title=run_dir.name))
+    for path in paths:
         print(path)
+    if alarms:
+        print(f"reward-hacking alarms (proxy up, gold down) at steps: {', '.join(map(str, alarms))}")
     return 0
 
 
@@ -119,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a model: sft, grpo, dr_grpo, dapo, gspo, rloo, rm, dpo, ipo, simpo, kto")
+    p = sub.add_parser("train", help="train a model: sft, grpo, dr_grpo, dapo, gspo, rloo, reinforce_pp, ppo, rm, dpo, ipo, simpo, kto")
     p.add_argument("method", choices=sorted(METHOD_PRESETS))
     p.add_argument("--config", help="YAML config file (see examples/)")
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
@@ -134,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", default=None, help="';'-separated baseline agents (default per env; '' for none), e.g. 'random;ucb1'")
     p.add_argument("--opponents", default="", help="tic-tac-toe: ';'-separated opponents, one table block each, e.g. 'random;minimax;mcts(100)'")
     p.add_argument("--task", default="arithmetic")
-    p.add_argument("--task-options", default="", help='JSON, e.g. \'{"max_digits": 3}\'')
+    p.add_argument("--task-options", default="", help='JSON, e.g. \'{"max_digits": 3}\'; default: those in the config.yaml beside the model\'s directory')
     p.add_argument("--dataset", default="", help="held-out records (.jsonl/.parquet) instead of the task's split")
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out problems")
     p.add_argument("--n", type=int, default=500, help="number of problems")
@@ -177,7 +202,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return classic_main(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides after an option (train grpo --config x.yaml beta=0.1): argparse has already
+    # filled the positional list before --config, so it hands them back as unknown arguments.
+    if extra and getattr(args, "command", None) == "train" and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from .config import ConfigError
     from .data import DataError
