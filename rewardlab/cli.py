@@ -29,30 +29,27 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_task_options(model: str, task: str) -> dict | None:
-    """The task options a model was trained with, when `model` is a run's final/ (or sft/final/) directory."""
+def _trained_options(model: str, kind: str, name: str) -> dict | None:
+    """The `<kind>_options` a model was trained with (kind "task" or "env"), when `model` is a run's final/
+    (or sft/final/) directory whose config.yaml names the same task or env; printed when found."""
     import yaml
 
     config = Path(model).parent / "config.yaml"
-    if not Path(model).is_dir() or not config.is_file():
+    if not model or not Path(model).is_dir() or not config.is_file():
         return None
     saved = yaml.safe_load(config.read_text()) or {}
-    return saved.get("task_options") if saved.get("task") == task and saved.get("task_options") else None
+    options = saved.get(f"{kind}_options")
+    if saved.get(kind) != name or not options:
+        return None
+    print(f"{kind} options from the run's config.yaml: {json.dumps(options)} (pass --{kind}-options to override)")
+    return dict(options)
 
 
 def _eval_env(args: argparse.Namespace) -> int:
     from .envs.evaluate import compare
     from .monitor import format_table
 
-    options = json.loads(args.env_options) if args.env_options else {}
-    config = Path(args.model).parent / "config.yaml" if args.model else None
-    if not args.env_options and config is not None and config.is_file():  # the options the model was trained with
-        import yaml
-
-        saved = yaml.safe_load(config.read_text()) or {}
-        if saved.get("env") == args.env and saved.get("env_options"):
-            options = dict(saved["env_options"])
-            print(f"env options from the run's config.yaml: {json.dumps(options)} (pass --env-options to override)")
+    options = json.loads(args.env_options) if args.env_options else _trained_options(args.model, "env", args.env) or {}
     baselines = [b for b in args.baselines.split(";") if b] if args.baselines is not None else None  # "" = none
     opponents = [o for o in args.opponents.split(";") if o] if args.opponents else None
     rows = compare(args.env, options, args.model, baselines, args.n, args.seed, opponents, args.device, args.max_new_tokens or 24)
@@ -88,9 +85,8 @@ def _eval(args: argparse.Namespace) -> int:
     overrides = {"task": args.task, "eval_n": args.n, "eval_seed": args.seed}
     if args.task_options:
         overrides["task_options"] = json.loads(args.task_options)
-    elif (options := _run_task_options(args.model, args.task)) is not None:
+    elif (options := _trained_options(args.model, "task", args.task)) is not None:
         overrides["task_options"] = options
-        print(f"task options from the run's config.yaml: {json.dumps(options)} (pass --task-options to override)")
     if args.dataset:
         overrides["eval_dataset"] = args.dataset
     cfg = load_config("sft", None, overrides)

@@ -2,7 +2,7 @@
 
 from .loading import apply_lora, disable_dropout, is_peft, load_policy, resolve_device, resolve_dtype
 from .logprobs import last_hidden_states, position_ids_from_mask, selective_log_softmax, token_logprobs
-from .scalar_head import load_reward_model, reward_scores
+from .scalar_head import backbone_and_head, load_reward_model, reward_scores
 from .tiny import TINY_DEFAULTS, build_tiny_model, tiny_config
 from .tokenizer import CHAT_TEMPLATE, build_char_tokenizer
 
@@ -10,6 +10,7 @@ __all__ = [
     "CHAT_TEMPLATE",
     "TINY_DEFAULTS",
     "apply_lora",
+    "backbone_and_head",
     "build_char_tokenizer",
     "build_tiny_model",
     "disable_dropout",

@@ -81,15 +81,20 @@ def load_reward_model(
     return reward_model, tokenizer
 
 
+def backbone_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The decoder backbone and the `score` head of a scalar-head model (LoRA-wrapped or not)."""
+    inner = model.get_base_model() if is_peft(model) else model
+    return getattr(inner, inner.base_model_prefix), inner.score
+
+
 def reward_scores(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """One float32 score per row [B], read at the last position whose attention mask is 1.
 
     Rows may be padded on either side, or hold a left-padded prompt followed by a right-padded completion.
     """
-    inner = model.get_base_model() if is_peft(model) else model
-    backbone = getattr(inner, inner.base_model_prefix)
+    backbone, head = backbone_and_head(model)
     hidden = last_hidden_states(backbone, input_ids, attention_mask)
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
     last = (positions * attention_mask.long()).argmax(-1)
     pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    return inner.score(pooled).squeeze(-1).float()
+    return head(pooled).squeeze(-1).float()

@@ -11,13 +11,8 @@ from __future__ import annotations
 import torch
 
 from ..config import GRPOConfig
-from ..models import is_peft, last_hidden_states, load_reward_model, reward_scores
-from .setup import lr_lambda
-
-
-def _backbone_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
-    inner = model.get_base_model() if is_peft(model) else model
-    return getattr(inner, inner.base_model_prefix), inner.score
+from ..models import backbone_and_head, last_hidden_states, load_reward_model, reward_scores
+from .setup import lr_lambda, optimizer_step
 
 
 class Critic:
@@ -41,18 +36,13 @@ class Critic:
     def values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_completion_tokens: int) -> torch.Tensor:
         """[B, C] float32: the value read at the position before each completion token (the state in
         which that token was chosen), aligned with token_logprobs."""
-        backbone, head = _backbone_and_head(self.model)
+        backbone, head = backbone_and_head(self.model)
         hidden = last_hidden_states(backbone, input_ids, attention_mask)
         C = num_completion_tokens
         return head(hidden[:, -C - 1 : -1]).squeeze(-1).float()
 
     def step(self) -> float:
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm if self.max_grad_norm > 0 else float("inf"))
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return float(norm)
+        return optimizer_step(self.model.parameters(), self.optimizer, self.max_grad_norm, self.scheduler)
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..config import GRPOConfig
 from ..models import is_peft, last_hidden_states
+from .setup import optimizer_step
 
 
 class LogZHead(nn.Module):
@@ -50,10 +51,7 @@ class LogZ:
         return self.head(representation)
 
     def step(self) -> float:
-        norm = torch.nn.utils.clip_grad_norm_(self.head.parameters(), self.max_grad_norm if self.max_grad_norm > 0 else float("inf"))
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return float(norm)
+        return optimizer_step(self.head.parameters(), self.optimizer, self.max_grad_norm)
 
     def state_dict(self) -> dict:
         return {"head": self.head.state_dict(), "optimizer": self.optimizer.state_dict()}

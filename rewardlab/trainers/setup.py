@@ -79,17 +79,23 @@ def start_run(cfg: CommonConfig, reward_model: bool = False) -> RunContext:
     return RunContext(run_dir, model, tokenizer, optimizer, scheduler, logger, start_step, state)
 
 
-def grad_step(ctx: RunContext, max_grad_norm: float) -> float:
-    """Clip, step, schedule, zero. Returns the gradient norm before clipping."""
-    params = [p for p in ctx.model.parameters() if p.requires_grad]
+def optimizer_step(params, optimizer: torch.optim.Optimizer, max_grad_norm: float, scheduler=None) -> float:
+    """Clip (max_grad_norm > 0), step, schedule (when given), zero. Returns the gradient norm before clipping."""
+    params = [p for p in params if p.grad is not None]
     if max_grad_norm > 0:
         norm = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm))
     else:
-        norm = float(torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
-    ctx.optimizer.step()
-    ctx.scheduler.step()
-    ctx.optimizer.zero_grad(set_to_none=True)
+        norm = float(torch.norm(torch.stack([p.grad.norm() for p in params]))) if params else 0.0
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
     return norm
+
+
+def grad_step(ctx: RunContext, max_grad_norm: float) -> float:
+    """The run's model: clip, step, schedule, zero. Returns the gradient norm before clipping."""
+    return optimizer_step(ctx.model.parameters(), ctx.optimizer, max_grad_norm, ctx.scheduler)
 
 
 def finish_run(ctx: RunContext, step: int, eval_rows: list[dict], summary: dict[str, Any]) -> dict[str, Any]:
