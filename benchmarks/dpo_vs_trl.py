@@ -35,6 +35,8 @@ import time
 import warnings
 from pathlib import Path
 
+from trl_timing import step_timer  # benchmarks/ is on sys.path when a script there runs
+
 RESULTS = Path(__file__).parent / "results" / "dpo_vs_trl.md"
 WARMUP_STEPS = 2
 
@@ -116,19 +118,8 @@ def trl_trainer(work: Path, args: argparse.Namespace, name: str, steps: int, dat
 
 def trl_run(work: Path, args: argparse.Namespace, name: str, steps: int, dataset: Path) -> dict:
     import torch
-    from transformers import TrainerCallback
 
-    class StepTimer(TrainerCallback):
-        def __init__(self) -> None:
-            self.times: list[float] = []
-
-        def on_step_begin(self, *_, **__):
-            self.start = time.perf_counter()
-
-        def on_step_end(self, *_, **__):
-            self.times.append(time.perf_counter() - self.start)
-
-    timer = StepTimer()
+    timer = step_timer()
     trainer = trl_trainer(work, args, name, steps, dataset, callbacks=[timer])
     trainer.train()
     torch.set_num_threads(args.threads)

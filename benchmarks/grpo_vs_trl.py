@@ -34,6 +34,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from trl_timing import step_timer  # benchmarks/ is on sys.path when a script there runs
 
 import rewardlab
 from rewardlab.models import build_char_tokenizer, build_tiny_model
@@ -138,17 +139,6 @@ def run_rewardlab(model_dir: Path, work: Path, args: argparse.Namespace, steps: 
 def run_trl(model_dir: Path, work: Path, args: argparse.Namespace, steps: int, name: str) -> dict:
     import trl
     from datasets import Dataset
-    from transformers import TrainerCallback
-
-    class StepTimer(TrainerCallback):
-        def __init__(self) -> None:
-            self.times: list[float] = []
-
-        def on_step_begin(self, *_, **__):
-            self.start = time.perf_counter()
-
-        def on_step_end(self, *_, **__):
-            self.times.append(time.perf_counter() - self.start)
 
     tokens = [0]
 
@@ -193,7 +183,7 @@ def run_trl(model_dir: Path, work: Path, args: argparse.Namespace, steps: int, n
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
-    timer = StepTimer()
+    timer = step_timer()
     trainer = trl.GRPOTrainer(
         model=str(model_dir),
         reward_funcs=arithmetic_reward_counting,
