@@ -138,14 +138,16 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     monitor = HackingMonitor(cfg.hacking_patience) if scorer is not None and not cfg.env else None
     log_z = LogZ(cfg, model, device) if cfg.objective == "flowrl" else None  # FlowRL's head, not exported
     teacher = SelfTeacher(cfg, model, tok) if cfg.objective in SELF_DISTILL_OBJECTIVES else None
+    # everything besides the policy that a checkpoint carries (None: not used by this run)
+    stateful = {"critic": critic, "kl_controller": kl_ctl, "hacking_monitor": monitor, "log_z": log_z, "self_teacher": teacher}
     extra_state = ctx.resumed_state.get("extra", {})
-    for name, part in (("critic", critic), ("kl_controller", kl_ctl), ("hacking_monitor", monitor), ("log_z", log_z), ("self_teacher", teacher)):
+    for name, part in stateful.items():
         if part is not None and name in extra_state:
             part.load_state_dict(extra_state[name])
     engine = HFEngine(model, tok)
     sampling = SamplingParams(cfg.max_completion_length, cfg.temperature, cfg.top_p, cfg.top_k)
     order = torch.randperm(len(records), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
-    cursor = ctx.resumed_state.get("extra", {}).get("data_cursor", 0)
+    cursor = extra_state.get("data_cursor", 0)
 
     def next_prompts(count: int) -> list[dict]:
         nonlocal cursor
@@ -341,10 +343,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         bar.update(1)
         bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{metrics.get('kl', 0.0):.4f}", clip=f"{metrics.get('clip_fraction', 0.0):.3f}")
         if cfg.save_steps and done % cfg.save_steps == 0 and done < cfg.max_steps:
-            extra = {"data_cursor": cursor, "kl_controller": kl_ctl.state_dict()}
-            for name, part in (("critic", critic), ("hacking_monitor", monitor), ("log_z", log_z), ("self_teacher", teacher)):
-                if part is not None:
-                    extra[name] = part.state_dict()
+            extra = {"data_cursor": cursor, **{name: part.state_dict() for name, part in stateful.items() if part is not None}}
             save_checkpoint(ctx.run_dir, done, model, tok, ctx.optimizer, ctx.scheduler, extra, cfg.save_total_limit)
     bar.close()
     train_time = time.time() - t_start
