@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .config import GRPOConfig, SFTConfig, load_config
+from .data import load_records
 from .monitor import format_table
 from .tasks.arithmetic import accuracy_by_carry
 
@@ -49,10 +50,6 @@ def demo_configs(output_dir: str = "runs", seed: int = 0, **overrides) -> tuple[
     return sft, grpo
 
 
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def run_demo(output_dir: str = "runs", seed: int = 0, **overrides) -> dict:
     from .trainers import train_grpo, train_sft
 
@@ -73,7 +70,7 @@ def run_demo(output_dir: str = "runs", seed: int = 0, **overrides) -> dict:
         "total_time_s": t_total,
     }
     run_dir = grpo_cfg.run_dir
-    split = {name: accuracy_by_carry(_rows(cfg.run_dir / "eval_samples.jsonl")) for name, cfg in (("sft", sft_cfg), ("grpo", grpo_cfg))}
+    split = {name: accuracy_by_carry(load_records(cfg.run_dir / "eval_samples.jsonl")) for name, cfg in (("sft", sft_cfg), ("grpo", grpo_cfg))}
     for name, acc in split.items():
         summary[f"{name}_accuracy_carry"], summary[f"{name}_accuracy_no_carry"] = acc["carry"], acc["no_carry"]
     (run_dir / "summary.json").write_text(json.dumps({**grpo, **summary}, indent=2))
