@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rewardlab.monitor.plots import save_png
 from rewardlab.monitor.runlog import read_metrics
 
 logger = logging.getLogger(__name__)
@@ -132,9 +133,4 @@ def plot_gold_vs_proxy(runs: Mapping[str, str | os.PathLike], path: str | os.Pat
     gold_handles = gold_ax.get_legend_handles_labels()
     ax.legend(handles[0] + gold_handles[0], handles[1] + gold_handles[1], fontsize=8, loc="best")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
-    return path
+    return save_png(fig, path)

@@ -143,10 +143,16 @@ def plot_run(
             ax.legend(fontsize=8, loc="best")
         fig.tight_layout()
 
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / filename
-        tmp = path.with_name(f".{filename}.tmp")
-        fig.savefig(tmp, format="png")  # write then rename: a viewer never sees half a PNG
-        os.replace(tmp, path)
-        written.append(path)
+        written.append(save_png(fig, out_dir / filename))
     return written
+
+
+def save_png(fig, path: str | os.PathLike) -> Path:
+    """Write a matplotlib Figure to `path` as PNG, creating folders; written then renamed, so a viewer
+    never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
+    return path
