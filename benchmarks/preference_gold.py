@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "preference_gold.md"
 METHODS = {
     "dpo": ["loss_type=sigmoid"],
-    "ipo": ["loss_type=ipo"],
+    "ipo": ["loss_type=ipo", "beta=0.1"],
     "simpo": ["loss_type=simpo", "beta=2.5"],
-    "kto": ["loss_type=kto"],
+    "kto": ["loss_type=kto", "beta=0.1"],
 }
 
 

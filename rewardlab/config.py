@@ -216,11 +216,17 @@ class GRPOConfig(CommonConfig):
     lam: float = 0.95
     """gae: lambda."""
     hacking_patience: int = 3
-    """Reward-hacking monitor: alarm after this many evaluations in a row where the proxy reward rose while
-    the gold reward fell (needs reward_model and eval_steps)."""
+    """Reward-hacking monitor: alarm after this many evaluations in a row where, compared with the gold
+    reward's best evaluation so far, the proxy reward is higher and the gold reward lower (needs
+    reward_model and eval_steps)."""
+    hacking_tolerance: float = 0.01
+    """Reward-hacking monitor: gold must be this much below its peak to count (in the task reward's units),
+    so that evaluation noise alone raises no alarm."""
     env_reward: str = "return"
     """With env: return (the episode return on every policy token) | return_to_go (per-turn rows only:
-    the reward still to come from each turn, compared with the same turn of the group's other episodes)."""
+    the reward still to come from each turn, compared with the same turn of the group's other episodes) |
+    regret_to_go (as return_to_go, with minus the expected regret still to come, which environments that
+    know their arm means report: the bandits; no reward-draw noise in the training signal)."""
     env_turns_per_episode: int = 0
     """With env and one row per turn: train on this many random turns of each episode (0: all)."""
     objective: str = "policy_gradient"
@@ -277,7 +283,7 @@ class GRPOConfig(CommonConfig):
             self.batch_size = fixed
         if self.num_iterations < 1:
             raise ConfigError(f"num_iterations must be >= 1, got {self.num_iterations}")
-        _check_choice(self, "env_reward", ("return", "return_to_go"))
+        _check_choice(self, "env_reward", ("return", "return_to_go", "regret_to_go"))
         for name in ("kl_target", "kl_horizon", "missing_eos_penalty", "value_learning_rate", "vf_coef", "cliprange_value"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -287,6 +293,8 @@ class GRPOConfig(CommonConfig):
             raise ConfigError("kl_target (adaptive KL) needs a starting beta > 0, e.g. beta=0.05")
         if self.hacking_patience < 1:
             raise ConfigError(f"hacking_patience must be >= 1, got {self.hacking_patience}")
+        if self.hacking_tolerance < 0:
+            raise ConfigError(f"hacking_tolerance must be >= 0, got {self.hacking_tolerance}")
         _check_choice(self, "objective", ("policy_gradient", "flowrl", "sdpo", "rlsd", "srpo"))
         _check_choice(self, "flowrl_importance", ("clamp", "clip", "none"))
         _check_choice(self, "self_teacher", ("ema", "policy"))

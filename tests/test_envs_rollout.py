@@ -88,6 +88,25 @@ def test_per_turn_rows_with_returns_to_go_group_the_same_turn(tiny_model, tokeni
         episodes_to_rollout(play(tiny_model, tokenizer, "full", [0]), [0], tokenizer.pad_token_id, "return_to_go")
 
 
+class RegretEnv(CountingEnv):
+    """CountingEnv whose turns report an expected regret: 0.5, 0.25, 0 (the bandits' step info does)."""
+
+    def _step(self, action):
+        obs, reward, terminated, truncated, _ = super()._step(action)
+        return obs, reward, terminated, truncated, {"regret": [0.5, 0.25, 0.0][self.t - 1]}
+
+
+def test_regret_to_go_uses_the_expected_regret_still_to_come_not_the_rewards(tiny_model, tokenizer):
+    agent = PolicyAgent(HFEngine(tiny_model, tokenizer), tokenizer, SamplingParams(max_new_tokens=5), max_length=256)
+    episodes = run_episodes(lambda: RegretEnv("last"), [3, 3], agent)
+    rollout, rewards, _ = episodes_to_rollout(episodes, [3, 3], tokenizer.pad_token_id, "regret_to_go")
+    # regrets 0.5, 0.25, 0 -> minus the regret to go: -0.75, -0.25, 0 (the rewards 1, 2, 3 play no part)
+    assert rewards.tolist() == [-0.75, -0.75, -0.25, -0.25, 0.0, 0.0]
+    assert rollout.group_index.tolist() == [0, 0, 1, 1, 2, 2]
+    with pytest.raises(ValueError, match="reports 'regret'"):
+        episodes_to_rollout(play(tiny_model, tokenizer, "last", [0]), [0], tokenizer.pad_token_id, "regret_to_go")
+
+
 def test_conversation_longer_than_the_model_is_a_clear_error(tiny_model, tokenizer):
     agent = PolicyAgent(HFEngine(tiny_model, tokenizer), tokenizer, SamplingParams(max_new_tokens=5), max_length=30)
     with pytest.raises(ValueError, match="needs 3[0-9] positions but the model has 30"):

@@ -194,38 +194,56 @@ def test_reward_length_correlation_worked_example():
         reward_length_correlation([1.0, 2.0, 3.0], [1, 2])
 
 
-# (proxy, gold) per evaluation: proxy climbs throughout; gold peaks at the second evaluation
+# (proxy, gold) per evaluation: proxy climbs (with one dip); gold peaks at the second evaluation
 HACKED = [(0.1, 0.5), (0.2, 0.6), (0.3, 0.55), (0.4, 0.5), (0.5, 0.45), (0.45, 0.4), (0.6, 0.3)]
 
 
-def test_hacking_monitor_flags_proxy_up_gold_down_for_patience_evaluations(caplog):
+def test_hacking_monitor_flags_proxy_up_gold_down_since_the_gold_peak(caplog):
     from rewardlab.monitor import HackingMonitor
     from rewardlab.monitor.hacking import ALARM, SQRT_KL
 
     monitor = HackingMonitor(patience=3)
     with caplog.at_level("WARNING"):
         logged = [monitor.update(10 * i, proxy, gold, kl=0.25 * i) for i, (proxy, gold) in enumerate(HACKED)]
-    # streaks: 0, 0 (both up), 1, 2, 3 -> alarm at step 40; proxy falls at step 50 -> reset; 1 at step 60
-    assert [row[ALARM] for row in logged] == [0, 0, 0, 0, 1, 0, 0]
-    assert monitor.alarms == [40]
+    # gold peaks at step 10 (0.6, proxy 0.2); from step 20 on the proxy is above 0.2 and gold below 0.6:
+    # streaks 1, 2, 3 -> alarm at step 40, and it stays on while that holds (the proxy's dip at step 50
+    # is still above its level at the peak)
+    assert [row[ALARM] for row in logged] == [0, 0, 0, 0, 1, 1, 1]
+    assert monitor.alarms == [40, 50, 60]
     assert logged[4][SQRT_KL] == pytest.approx(1.0)  # sqrt(0.25 * 4)
-    assert "since step 10" in caplog.text and "step 40" in caplog.text
+    assert "peaked at step 10" in caplog.text and "since step 20" in caplog.text and "step 40" in caplog.text
 
     restored = HackingMonitor(patience=3)
     restored.load_state_dict(monitor.state_dict())
-    assert restored.update(70, 0.7, 0.2, 2.0)[ALARM] == 0  # streak 2 carried over, one more is not yet 3
-    assert restored.update(80, 0.8, 0.1, 2.0)[ALARM] == 1
+    assert restored.update(70, 0.7, 0.65, 2.0)[ALARM] == 0  # a new gold peak ends the streak
+    assert [restored.update(80 + 10 * i, 0.8, 0.5, 2.0)[ALARM] for i in range(3)] == [0, 0, 1]
+    # a proxy that fell below its level at the gold peak is not hacking, however far gold fell
+    falling = HackingMonitor(patience=1)
+    assert [falling.update(i, p, g, 0.0)[ALARM] for i, (p, g) in enumerate([(0.5, 0.6), (0.4, 0.3), (0.3, 0.1)])] == [0, 0, 0]
+
+
+def test_hacking_monitor_catches_a_plateaued_proxy_over_a_sliding_gold():
+    from rewardlab.monitor import HackingMonitor
+
+    # the shape the step-to-step rule missed: the proxy rises, then hovers; gold peaks early and slides
+    evals = [(3.0, 0.50), (3.5, 0.55), (3.9, 0.53), (3.85, 0.52), (3.95, 0.50), (3.9, 0.49)]
+    monitor = HackingMonitor(patience=3, tolerance=0.01)
+    flags = [monitor.update(i, p, g, 0.0)["hacking/alarm"] for i, (p, g) in enumerate(evals)]
+    # below the 0.55 peak by more than 0.01 from the third evaluation on: 0.53, 0.52, 0.50, 0.49
+    assert flags == [0, 0, 0, 0, 1, 1]
 
 
 def test_hacking_monitor_tolerance_ignores_small_moves():
     from rewardlab.monitor import HackingMonitor
 
-    monitor = HackingMonitor(patience=1, tolerance=0.06)
+    monitor = HackingMonitor(patience=1, tolerance=0.12)
     flags = [monitor.update(i, p, g, 0.0)["hacking/alarm"] for i, (p, g) in enumerate(HACKED)]
-    # every move in HACKED is 0.05 or 0.1 in proxy; gold moves by 0.05 except the last drop of 0.1
-    assert flags == [0, 0, 0, 0, 0, 0, 1]
+    # gold is 0.05, 0.1, 0.15, 0.2, 0.3 below its 0.6 peak: only the last three exceed 0.12
+    assert flags == [0, 0, 0, 0, 1, 1, 1]
     with pytest.raises(ValueError, match="patience must be >= 1"):
         HackingMonitor(patience=0)
+    with pytest.raises(ValueError, match="tolerance must be >= 0"):
+        HackingMonitor(tolerance=-0.1)
 
 
 def test_report_draws_gold_vs_proxy_and_marks_alarms(tmp_path, capsys):
@@ -238,7 +256,7 @@ def test_report_draws_gold_vs_proxy_and_marks_alarms(tmp_path, capsys):
             logger.log(10 * i, {"reward": proxy, **monitor.update(10 * i, proxy, gold, kl=0.1 * i)})
     assert main(["report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "alarms (proxy up, gold down) at steps: 40" in out
+    assert "alarms (proxy up, gold down) at steps: 40, 50, 60" in out
     for name in ["gold_vs_proxy.png", "hacking.png", "reward.png"]:
         assert (tmp_path / "plots" / name).stat().st_size > 1000, name
     assert main(["report", str(tmp_path / "missing")]) == 2

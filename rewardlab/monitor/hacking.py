@@ -3,9 +3,9 @@
 Over-optimisation (Gao et al., ALGORITHMS.md §8) has a recognisable shape: measured against
 sqrt(KL(policy || initial policy)), the proxy reward (the learned reward model the policy is trained on)
 keeps rising while the gold reward (the truth: a gold scorer or a held-out verifier) peaks and falls.
-`HackingMonitor` watches the evaluations of a run and raises an alarm when the proxy has risen while the
-gold score fell for `patience` consecutive evaluations; `plot_gold_vs_proxy` draws the picture for one or
-more runs.
+`HackingMonitor` watches the evaluations of a run and raises an alarm when, for `patience` consecutive
+evaluations, the proxy stood higher and the gold score lower than at gold's best evaluation;
+`plot_gold_vs_proxy` draws the picture for one or more runs.
 """
 
 from __future__ import annotations
@@ -49,12 +49,15 @@ def reward_length_correlation(rewards: Sequence[float], lengths: Sequence[float]
 
 @dataclass
 class HackingMonitor:
-    """Flags evaluations where the proxy reward rose while the gold reward fell, `patience` times in a row.
+    """Flags evaluations where, since the gold reward's best evaluation, the proxy reward went up and the
+    gold reward went down, `patience` evaluations in a row.
 
     Call `update` once per evaluation with the mean proxy reward, the mean gold reward and the KL to the
     initial policy on the same samples. It returns the metrics to log (PROXY, GOLD, SQRT_KL, ALARM); ALARM
     is 1.0 at the evaluation where the streak reaches `patience` and stays 1.0 while it continues.
-    A drop or rise smaller than `tolerance` does not count, so evaluation noise alone does not raise it.
+    Comparing with the gold peak rather than with the previous evaluation catches the common shape where
+    the proxy creeps up or plateaus high while gold slides, which step-to-step noise would otherwise hide.
+    Gold must be more than `tolerance` below its peak to count, so evaluation noise alone does not raise it.
     """
 
     patience: int = 3
@@ -66,22 +69,24 @@ class HackingMonitor:
     def __post_init__(self) -> None:
         if self.patience < 1:
             raise ValueError(f"HackingMonitor: patience must be >= 1, got {self.patience}")
+        if self.tolerance < 0:
+            raise ValueError(f"HackingMonitor: tolerance must be >= 0, got {self.tolerance}")
 
     def update(self, step: int, proxy: float, gold: float, kl: float) -> dict[str, float]:
         if self.history:
-            _, last_proxy, last_gold, _ = self.history[-1]
-            diverging = proxy > last_proxy + self.tolerance and gold < last_gold - self.tolerance
+            peak_step, peak_proxy, peak_gold, _ = max(self.history, key=lambda h: h[2])  # the first best gold
+            diverging = proxy > peak_proxy and gold < peak_gold - self.tolerance
             self.streak = self.streak + 1 if diverging else 0
         self.history.append((step, float(proxy), float(gold), float(kl)))
         alarm = self.streak >= self.patience
         if alarm:
             self.alarms.append(step)
-            first = self.history[-1 - self.streak][0]
+            first = self.history[-self.streak][0]
             logger.warning(
-                "reward hacking? step %d: the proxy reward rose while the gold reward fell for %d evaluations in a "
-                "row (since step %d): proxy %.4f, gold %.4f, sqrt KL %.3f. Consider a larger beta (KL penalty), "
-                "an earlier checkpoint, or a better reward model.",
-                step, self.streak, first, proxy, gold, math.sqrt(max(kl, 0.0)),
+                "reward hacking? step %d: the gold reward peaked at step %d (%.4f, proxy %.4f); for %d evaluations "
+                "in a row (since step %d) the proxy reward was higher and the gold reward lower: proxy %.4f, gold "
+                "%.4f, sqrt KL %.3f. Consider a larger beta (KL penalty), the step-%d checkpoint, or a better reward model.",
+                step, peak_step, peak_gold, peak_proxy, self.streak, first, proxy, gold, math.sqrt(max(kl, 0.0)), peak_step,
             )
         return {PROXY: float(proxy), GOLD: float(gold), SQRT_KL: math.sqrt(max(float(kl), 0.0)), ALARM: float(alarm)}
 

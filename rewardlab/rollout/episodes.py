@@ -173,6 +173,9 @@ class PolicyAgent:
         return texts
 
 
+REWARD_MODES = ("return", "return_to_go", "regret_to_go")
+
+
 def returns_to_go(rewards: list[float]) -> list[float]:
     """[r0, r1, r2] -> [r0 + r1 + r2, r1 + r2, r2] (undiscounted: episodes are short and finite)."""
     out, running = [], 0.0
@@ -204,13 +207,19 @@ def episodes_to_rollout(
     """The training batch of finished policy episodes: (Rollout, rewards [B], source episode of each row).
 
     group_ids: one per episode; episodes with the same id (same environment seed) form a group.
-    reward_mode: "return" (episode return on every row) or "return_to_go" (context "last" only: each
-    turn's row gets the reward still to come, grouped with the same turn of its group's episodes).
+    reward_mode: "return" (episode return on every row), "return_to_go" (context "last" only: each
+    turn's row gets the reward still to come, grouped with the same turn of its group's episodes) or
+    "regret_to_go" (like return_to_go, with minus the *expected* regret still to come, from the "regret"
+    the environment reports per turn: a simulator knows its arm means, so the training signal need not
+    carry the noise of the reward draws).
     turns_per_episode (context "last"): train on this many turns per episode, the same turn indices for
     every episode of a group (0: all turns).
     """
-    if reward_mode not in ("return", "return_to_go"):
-        raise ValueError(f"reward_mode={reward_mode!r} is not valid; use return or return_to_go")
+    if reward_mode not in REWARD_MODES:
+        raise ValueError(f"reward_mode={reward_mode!r} is not valid; use one of {', '.join(REWARD_MODES)}")
+    if reward_mode == "regret_to_go" and any("regret" not in t.info for ep in episodes for t in ep.turns):
+        raise ValueError("reward_mode='regret_to_go' needs an environment whose step info reports 'regret' "
+                         "(the bandits do); use return_to_go for others")
     if any(t.completion_ids is None for ep in episodes for t in ep.turns):
         raise ValueError("episodes_to_rollout needs episodes played by a PolicyAgent (token records missing)")
     prompts, completions, masks, attention, logprobs, rewards, groups, reasons, texts, sources, observations = [], [], [], [], [], [], [], [], [], [], []
@@ -236,7 +245,7 @@ def episodes_to_rollout(
         reason = "length" if any(t.finish_reason == "length" for t in ep.turns) else "eos"
         if ep.context == "full":
             if reward_mode != "return":
-                raise ValueError("reward_mode='return_to_go' needs context='last' (one row per turn)")
+                raise ValueError(f"reward_mode={reward_mode!r} needs context='last' (one row per turn)")
             first = ep.turns[0]
             completion, mask, lps = [], [], []
             for k, turn in enumerate(ep.turns):
@@ -255,7 +264,10 @@ def episodes_to_rollout(
             add(first.prompt_ids, completion, mask, lps, ep.episode_return, gid, reason, " | ".join(t.text for t in ep.turns),
                 _observation(ep, 0))
             continue
-        to_go = returns_to_go([t.reward for t in ep.turns])
+        if reward_mode == "regret_to_go":
+            to_go = [-r for r in returns_to_go([float(t.info["regret"]) for t in ep.turns])]
+        else:
+            to_go = returns_to_go([t.reward for t in ep.turns])
         if gid not in picked_turns:
             n = len(ep.turns)
             picked = torch.randperm(n, generator=generator)[:turns_per_episode].sort().values.tolist() if 0 < turns_per_episode < n else list(range(n))
@@ -268,7 +280,7 @@ def episodes_to_rollout(
             key = gid if reward_mode == "return" else (gid, k)
             add(turn.prompt_ids, turn.completion_ids, [1] * len(turn.completion_ids), turn.logprobs, reward, key, turn.finish_reason, turn.text,
                 _observation(ep, k))
-    if reward_mode == "return_to_go":  # make each (group, turn) block contiguous
+    if reward_mode != "return":  # make each (group, turn) block contiguous
         perm = sorted(range(len(groups)), key=lambda r: groups[r])
         prompts, completions, masks, attention, logprobs, rewards, groups, reasons, texts, sources, observations = (
             [seq[r] for r in perm]

@@ -135,7 +135,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     kl_ctl = AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon) if cfg.kl_target else FixedKLController(cfg.beta)
     critic = Critic(cfg, device) if cfg.advantage == "gae" else None
     scorer = RewardModelScorer(cfg.reward_model, cfg, device) if cfg.reward_model else None
-    monitor = HackingMonitor(cfg.hacking_patience) if scorer is not None and not cfg.env else None
+    monitor = HackingMonitor(cfg.hacking_patience, cfg.hacking_tolerance) if scorer is not None and not cfg.env else None
     log_z = LogZ(cfg, model, device) if cfg.objective == "flowrl" else None  # FlowRL's head, not exported
     teacher = SelfTeacher(cfg, model, tok) if cfg.objective in SELF_DISTILL_OBJECTIVES else None
     # everything besides the policy that a checkpoint carries (None: not used by this run)
