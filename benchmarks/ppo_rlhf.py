@@ -138,12 +138,14 @@ def main() -> None:
         hack[label] = {
             "run": out / name,
             "final gold, held-out (0-5)": report["gold_mean"],
+            "gold at step 1 (0-1)": evals[0]["hacking/gold"],
             "peak gold, training evals (0-1)": best["hacking/gold"],
             "peak at step": best["step"],
             "final gold, training evals (0-1)": evals[-1]["hacking/gold"],
             "final proxy": evals[-1]["hacking/proxy"],
             "final sqrt KL": evals[-1]["hacking/sqrt_kl"],
-            "alarms at steps": ", ".join(map(str, alarm_steps(out / name))) or "none",
+            "first alarm (alarmed evals)": (f"step {alarms[0]} ({len(alarms)} of {len(evals)})" if (alarms := alarm_steps(out / name))
+                                            else f"none (0 of {len(evals)})"),
         }
     plot_gold_vs_proxy({label: h["run"] for label, h in hack.items()}, args.figure,
                        title="PPO against a weak proxy reward model: gold and proxy vs sqrt KL")

@@ -162,3 +162,4 @@ def test_ppo_against_a_reward_model_watches_the_task_gold(tmp_path):
     evals = [r for r in rows if "hacking/gold" in r]
     assert [r["step"] for r in evals] == [1, 2, 3, 4]  # every eval step, the last one included
     assert all(r["hacking/alarm"] in (0.0, 1.0) and r["hacking/sqrt_kl"] >= 0 for r in evals)
+    assert evals[0]["hacking/sqrt_kl"] < 0.05  # the first point is the starting policy

@@ -330,7 +330,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             gold_seen.clear()
         if cfg.eval_steps and done % cfg.eval_steps == 0 and done < cfg.max_steps:
             metrics["eval/accuracy"], _ = evaluate()
-        if monitor is not None and gold_window and cfg.eval_steps and done % cfg.eval_steps == 0:
+        # the monitor's first point is the starting policy (step 1's samples, KL 0), then every eval_steps
+        if monitor is not None and gold_window and cfg.eval_steps and (done == 1 or done % cfg.eval_steps == 0):
             gold, proxy, kl = (sum(column) / len(gold_window) for column in zip(*gold_window))
             metrics.update(monitor.update(done, proxy, gold, kl))
             gold_window.clear()
