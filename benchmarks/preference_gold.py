@@ -38,7 +38,7 @@ METHODS = {
 
 def run(command: list[str], log: list[str]) -> None:
     text = " ".join(shlex.quote(c) for c in command)
-    log.append(text)
+    log.append(text.replace(f"{ROOT}/", ""))
     print(f"$ {text}", file=sys.stderr, flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -226,7 +226,8 @@ class GRPOConfig(CommonConfig):
     """With env: return (the episode return on every policy token) | return_to_go (per-turn rows only:
     the reward still to come from each turn, compared with the same turn of the group's other episodes) |
     regret_to_go (as return_to_go, with minus the expected regret still to come, which environments that
-    know their arm means report: the bandits; no reward-draw noise in the training signal)."""
+    know their arm means report: the bandits; no reward-draw noise in the training signal) | regret (minus
+    each turn's own expected regret: myopic, the lowest-variance signal)."""
     env_turns_per_episode: int = 0
     """With env and one row per turn: train on this many random turns of each episode (0: all)."""
     objective: str = "policy_gradient"
@@ -283,7 +284,7 @@ class GRPOConfig(CommonConfig):
             self.batch_size = fixed
         if self.num_iterations < 1:
             raise ConfigError(f"num_iterations must be >= 1, got {self.num_iterations}")
-        _check_choice(self, "env_reward", ("return", "return_to_go", "regret_to_go"))
+        _check_choice(self, "env_reward", ("return", "return_to_go", "regret_to_go", "regret"))
         for name in ("kl_target", "kl_horizon", "missing_eos_penalty", "value_learning_rate", "vf_coef", "cliprange_value"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")

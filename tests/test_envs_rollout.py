@@ -96,13 +96,15 @@ class RegretEnv(CountingEnv):
         return obs, reward, terminated, truncated, {"regret": [0.5, 0.25, 0.0][self.t - 1]}
 
 
-def test_regret_to_go_uses_the_expected_regret_still_to_come_not_the_rewards(tiny_model, tokenizer):
+def test_regret_rewards_use_the_expected_regret_not_the_reward_draws(tiny_model, tokenizer):
     agent = PolicyAgent(HFEngine(tiny_model, tokenizer), tokenizer, SamplingParams(max_new_tokens=5), max_length=256)
     episodes = run_episodes(lambda: RegretEnv("last"), [3, 3], agent)
     rollout, rewards, _ = episodes_to_rollout(episodes, [3, 3], tokenizer.pad_token_id, "regret_to_go")
     # regrets 0.5, 0.25, 0 -> minus the regret to go: -0.75, -0.25, 0 (the rewards 1, 2, 3 play no part)
     assert rewards.tolist() == [-0.75, -0.75, -0.25, -0.25, 0.0, 0.0]
     assert rollout.group_index.tolist() == [0, 0, 1, 1, 2, 2]
+    _, rewards, _ = episodes_to_rollout(episodes, [3, 3], tokenizer.pad_token_id, "regret")
+    assert rewards.tolist() == [-0.5, -0.5, -0.25, -0.25, 0.0, 0.0]  # each turn's own regret only
     with pytest.raises(ValueError, match="reports 'regret'"):
         episodes_to_rollout(play(tiny_model, tokenizer, "last", [0]), [0], tokenizer.pad_token_id, "regret_to_go")
 

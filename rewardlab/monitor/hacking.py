@@ -81,11 +81,12 @@ class HackingMonitor:
         alarm = self.streak >= self.patience
         if alarm:
             self.alarms.append(step)
+        if alarm and self.streak == self.patience:  # one warning per streak; ALARM marks every evaluation of it
             first = self.history[-self.streak][0]
             logger.warning(
                 "reward hacking? step %d: the gold reward peaked at step %d (%.4f, proxy %.4f); for %d evaluations "
                 "in a row (since step %d) the proxy reward was higher and the gold reward lower: proxy %.4f, gold "
-                "%.4f, sqrt KL %.3f. Consider a larger beta (KL penalty), the step-%d checkpoint, or a better reward model.",
+                "%.4f, sqrt KL %.3f. Consider a larger beta (KL penalty), a checkpoint from near step %d, or a better reward model.",
                 step, peak_step, peak_gold, peak_proxy, self.streak, first, proxy, gold, math.sqrt(max(kl, 0.0)), peak_step,
             )
         return {PROXY: float(proxy), GOLD: float(gold), SQRT_KL: math.sqrt(max(float(kl), 0.0)), ALARM: float(alarm)}

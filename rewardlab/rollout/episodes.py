@@ -173,7 +173,7 @@ class PolicyAgent:
         return texts
 
 
-REWARD_MODES = ("return", "return_to_go", "regret_to_go")
+REWARD_MODES = ("return", "return_to_go", "regret_to_go", "regret")
 
 
 def returns_to_go(rewards: list[float]) -> list[float]:
@@ -211,14 +211,15 @@ def episodes_to_rollout(
     turn's row gets the reward still to come, grouped with the same turn of its group's episodes) or
     "regret_to_go" (like return_to_go, with minus the *expected* regret still to come, from the "regret"
     the environment reports per turn: a simulator knows its arm means, so the training signal need not
-    carry the noise of the reward draws).
+    carry the noise of the reward draws) or "regret" (minus this turn's expected regret alone: a myopic,
+    low-variance signal for the bandits).
     turns_per_episode (context "last"): train on this many turns per episode, the same turn indices for
     every episode of a group (0: all turns).
     """
     if reward_mode not in REWARD_MODES:
         raise ValueError(f"reward_mode={reward_mode!r} is not valid; use one of {', '.join(REWARD_MODES)}")
-    if reward_mode == "regret_to_go" and any("regret" not in t.info for ep in episodes for t in ep.turns):
-        raise ValueError("reward_mode='regret_to_go' needs an environment whose step info reports 'regret' "
+    if reward_mode.startswith("regret") and any("regret" not in t.info for ep in episodes for t in ep.turns):
+        raise ValueError(f"reward_mode={reward_mode!r} needs an environment whose step info reports 'regret' "
                          "(the bandits do); use return_to_go for others")
     if any(t.completion_ids is None for ep in episodes for t in ep.turns):
         raise ValueError("episodes_to_rollout needs episodes played by a PolicyAgent (token records missing)")
@@ -266,6 +267,8 @@ def episodes_to_rollout(
             continue
         if reward_mode == "regret_to_go":
             to_go = [-r for r in returns_to_go([float(t.info["regret"]) for t in ep.turns])]
+        elif reward_mode == "regret":
+            to_go = [-float(t.info["regret"]) for t in ep.turns]
         else:
             to_go = returns_to_go([t.reward for t in ep.turns])
         if gid not in picked_turns:
