@@ -25,6 +25,8 @@ import statistics
 import time
 from pathlib import Path
 
+import yaml
+
 import rewardlab
 from rewardlab.demo import DEMO_GRPO, demo_configs
 from rewardlab.models import load_policy
@@ -36,6 +38,19 @@ from rewardlab.trainers.inputs import eval_records, verifier
 RESULTS = Path(__file__).resolve().parent / "results" / "online_methods.md"
 
 
+def method_spec(method: str) -> tuple[str, dict, str]:
+    """"ppo" -> ("ppo", {}, "ppo"); "ppo:num_iterations=2" -> ("ppo", {"num_iterations": 2}, "ppo-num_iterations2"):
+    a method preset with its own overrides, run under its own name."""
+    preset, _, extra = method.partition(":")
+    overrides = {}
+    for item in filter(None, extra.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--methods {method!r}: write overrides as METHOD:key=value[,key=value]")
+        overrides[key] = yaml.safe_load(value)
+    return preset, overrides, method.replace(":", "-").replace(",", "-").replace("=", "")
+
+
 def heldout_accuracy(model_dir: Path, cfg) -> float:
     model, tok = load_policy(str(model_dir))
     records = eval_records(cfg, n=500, seed=7)
@@ -45,7 +60,8 @@ def heldout_accuracy(model_dir: Path, cfg) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="(none with --merge: only build the table)")
-    parser.add_argument("--methods", nargs="+", default=["grpo", "rloo", "reinforce_pp", "ppo"])
+    parser.add_argument("--methods", nargs="+", default=["grpo", "rloo", "reinforce_pp", "ppo"],
+                        help="method presets, each optionally with overrides: ppo:num_iterations=2")
     parser.add_argument("--steps", type=int, default=DEMO_GRPO["max_steps"], help="RL steps per method (default: the demo's)")
     parser.add_argument("--out", default="runs/online_methods")
     parser.add_argument("--results", default=str(RESULTS), help="markdown file to write")
@@ -61,17 +77,18 @@ def main() -> None:
             train_sft(sft_cfg)
         sft_accuracy = heldout_accuracy(sft_cfg.run_dir / "final", grpo_cfg)
         for method in args.methods:
+            preset, overrides, run_name = method_spec(method)
             budget = {k: v for k, v in DEMO_GRPO.items() if k not in ("save_steps", "eval_steps")} | {"max_steps": args.steps}
             summary = rewardlab.train(
-                method, None, **budget, model=str(sft_cfg.run_dir / "final"), seed=seed, output_dir=str(out),
-                run_name=method, torch_threads=1, tensorboard=False, eval_steps=0, save_steps=0,
+                preset, None, **budget | overrides, model=str(sft_cfg.run_dir / "final"), seed=seed, output_dir=str(out),
+                run_name=run_name, torch_threads=1, tensorboard=False, eval_steps=0, save_steps=0,
             )
-            metrics = [r for r in read_metrics(out / method) if "tokens_generated" in r]
+            metrics = [r for r in read_metrics(out / run_name) if "tokens_generated" in r]
             rows.append({
                 "seed": seed,
                 "method": method,
                 "SFT accuracy": sft_accuracy,
-                "final accuracy": heldout_accuracy(out / method / "final", grpo_cfg),
+                "final accuracy": heldout_accuracy(out / run_name / "final", grpo_cfg),
                 "train time s": summary["train_time_s"],
                 "tokens generated": sum(r["tokens_generated"] for r in metrics),
             })
