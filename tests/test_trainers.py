@@ -163,3 +163,12 @@ def test_ppo_against_a_reward_model_watches_the_task_gold(tmp_path):
     assert [r["step"] for r in evals] == [1, 2, 3, 4]  # every eval step, the last one included
     assert all(r["hacking/alarm"] in (0.0, 1.0) and r["hacking/sqrt_kl"] >= 0 for r in evals)
     assert evals[0]["hacking/sqrt_kl"] < 0.05  # the first point is the starting policy
+
+
+def test_several_updates_per_rollout_without_warmup_get_advice():
+    from rewardlab.config import load_config
+    from rewardlab.trainers.online import warmup_advice
+
+    assert "warmup_steps=10" in warmup_advice(load_config("ppo", None, {}))  # the preset: 4 epochs, no warm-up
+    assert warmup_advice(load_config("ppo", None, {"warmup_steps": 10})) is None
+    assert warmup_advice(load_config("grpo", None, {})) is None  # one update per rollout

@@ -9,6 +9,7 @@ reward, the score sits on the last token, and PPO adds a critic (trainers/critic
 from __future__ import annotations
 
 import difflib
+import logging
 import time
 from contextlib import nullcontext
 
@@ -95,6 +96,22 @@ def sequence_inputs(rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
+logger = logging.getLogger(__name__)
+
+
+def warmup_advice(cfg: GRPOConfig) -> str | None:
+    """A warning for several updates per rollout without a learning-rate warm-up (None when fine).
+
+    Adam's first update moves every weight by about the full learning rate, whatever the gradient's size;
+    PPO takes num_iterations x minibatches of them on its first rollout. On the arithmetic benchmark that
+    collapsed one seed in three (BENCHMARKS.md), and warmup_steps=10 fixed it."""
+    if cfg.num_iterations > 1 and cfg.warmup_steps == 0:
+        return (f"num_iterations={cfg.num_iterations} with warmup_steps=0: the first rollout's Adam updates each move "
+                "every weight by about the full learning rate, which can wreck the starting policy. Consider "
+                "warmup_steps=10.")
+    return None
+
+
 def minibatch_weight(loss_type: str, mask: torch.Tensor, rows: slice, total_rows: int) -> float:
     """Share of the full-batch loss a minibatch carries, so accumulated gradients equal the full batch's."""
     if loss_type == "token_mean":
@@ -104,6 +121,8 @@ def minibatch_weight(loss_type: str, mask: torch.Tensor, rows: slice, total_rows
 
 def train_grpo(cfg: GRPOConfig) -> dict:
     # Everything a user can get wrong is checked before the run directory or the model exist.
+    if advice := warmup_advice(cfg):
+        logger.warning(advice)
     aggregation = LOSS_TYPES.get(cfg.loss_type, cfg.loss_type)
     token_level = cfg.advantage in TOKEN_ADVANTAGES
     if not token_level and cfg.advantage not in ADVANTAGES:
