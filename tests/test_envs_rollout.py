@@ -131,3 +131,7 @@ def test_sft_cold_start_then_grpo_on_tictactoe(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "grpo" / "metrics.jsonl").read_text().splitlines()]
     trained = [r for r in rows if "loss" in r]
     assert len(trained) == 2 and all("rewards/env/win/mean" in r for r in trained)
+    # every evaluation logs the environment's own metrics next to the score, from step 0 on
+    initial = next(r for r in rows if r["step"] == 0)
+    assert initial["eval/env/score"] == initial["eval/accuracy"]
+    assert initial["eval/env/win"] + initial["eval/env/draw"] + initial["eval/env/loss"] == pytest.approx(1.0)

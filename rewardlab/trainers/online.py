@@ -207,10 +207,16 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         episodes = EnvRollouts(cfg, model, tok, engine, sampling)
         rollout_and_score, evaluate = episodes.rollout_and_score, episodes.evaluate
 
+    def eval_metrics() -> dict[str, float]:
+        """The held-out score as eval/accuracy, plus an environment's own metrics (eval/env/regret, ...)."""
+        score, _ = evaluate()
+        return {"eval/accuracy": score, **({f"eval/env/{k}": v for k, v in episodes.last_eval.items()} if cfg.env else {})}
+
     initial_eval = None
     if ctx.start_step == 0:
-        initial_eval, _ = evaluate()
-        ctx.logger.log(0, {"eval/accuracy": initial_eval})
+        initial = eval_metrics()
+        initial_eval = initial["eval/accuracy"]
+        ctx.logger.log(0, initial)
     t_start, bar = time.time(), progress(cfg.max_steps, cfg.method)
     bar.update(ctx.start_step)
     for step in range(ctx.start_step, cfg.max_steps):
@@ -348,7 +354,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             metrics["gold_reward"] = gold_window[-1][0]
             gold_seen.clear()
         if cfg.eval_steps and done % cfg.eval_steps == 0 and done < cfg.max_steps:
-            metrics["eval/accuracy"], _ = evaluate()
+            metrics.update(eval_metrics())
         # the monitor's first point is the starting policy (step 1's samples, KL 0), then every eval_steps
         if monitor is not None and gold_window and cfg.eval_steps and (done == 1 or done % cfg.eval_steps == 0):
             gold, proxy, kl = (sum(column) / len(gold_window) for column in zip(*gold_window))
