@@ -4,7 +4,8 @@
         --metric rewards/env/win/mean --out docs/agents_tictactoe.png --title "tic-tac-toe: GRPO"
 
 The left panel is a training metric (sampled episodes, smoothed over `--window` steps); the right one the
-greedy held-out score ("eval/accuracy": the environment's score) at each evaluation.
+greedy held-out score at each evaluation: "eval/accuracy" (the environment's score) unless `--eval-metric`
+names another logged evaluation metric, e.g. eval/env/regret for the bandits.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--metric", default="reward", help="training metric for the left panel")
-    parser.add_argument("--eval-label", default="held-out score (greedy)")
+    parser.add_argument("--eval-metric", default="eval/accuracy", help="evaluation metric for the right panel")
+    parser.add_argument("--eval-label", default="", help="its axis label (default: held-out score, or the metric)")
     parser.add_argument("--window", type=int, default=5)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--title", default="")
@@ -43,11 +45,12 @@ def main() -> None:
             kernel = np.ones(args.window) / args.window
             values, steps = np.convolve(values, kernel, mode="valid"), steps[args.window - 1 :]
         train_ax.plot(steps, values, label=run.name)
-        evals = [(r["step"], r["eval/accuracy"]) for r in rows if "eval/accuracy" in r]
+        evals = [(r["step"], r[args.eval_metric]) for r in rows if args.eval_metric in r]
         if evals:
             eval_ax.plot(*zip(*evals), marker="o", label=run.name)
     train_ax.set(xlabel="step", ylabel=args.metric, title=f"training ({args.window}-step mean)")
-    eval_ax.set(xlabel="step", ylabel=args.eval_label, title="held-out evaluation")
+    default_label = "held-out score (greedy)" if args.eval_metric == "eval/accuracy" else args.eval_metric
+    eval_ax.set(xlabel="step", ylabel=args.eval_label or default_label, title="held-out evaluation (greedy)")
     for ax in (train_ax, eval_ax):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -52,7 +52,8 @@ def _eval_env(args: argparse.Namespace) -> int:
     options = json.loads(args.env_options) if args.env_options else _trained_options(args.model, "env", args.env) or {}
     baselines = [b for b in args.baselines.split(";") if b] if args.baselines is not None else None  # "" = none
     opponents = [o for o in args.opponents.split(";") if o] if args.opponents else None
-    rows = compare(args.env, options, args.model, baselines, args.n, args.seed, opponents, args.device, args.max_new_tokens or 24)
+    rows = compare(args.env, options, args.model, baselines, args.n, args.seed, opponents, args.device, args.max_new_tokens or 24,
+                   temperature=args.temperature or 0.0)
     shown = [{k: v for k, v in row.items() if not k.endswith("_mean")} for row in rows]
     print(format_table(shown))
     if args.out:
@@ -164,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="", help="per-sample results (.jsonl); default: next to the model")
     p.add_argument("--reference", default="", help="tasks with a gold scorer: report the win rate against this model")
     p.add_argument("--samples", type=int, default=1, help="tasks with a gold scorer: samples per prompt")
-    p.add_argument("--temperature", type=float, default=1.0, help="tasks with a gold scorer: sampling temperature (0: greedy)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature, 0 = greedy (default: 1.0 for tasks with a gold scorer, greedy with --env)")
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("demo", help="SFT cold start + GRPO on arithmetic with the built-in tiny model")

@@ -166,6 +166,20 @@ def test_bandit_regret_and_observation_are_exact():
     assert obs == f"t4 1:2/{r1 / 2:.2f} 2:0/- 3:1/{rewards[2]:.2f}"
 
 
+def test_bandit_shows_the_ucb1_index_when_asked():
+    env = BanditEnv(arms=3, horizon=10, means=[0.2, 0.5, 0.8], show_index=True)
+    obs, info = env.reset(seed=0)
+    assert obs == "t0 1:0/- 2:0/- 3:0/-" and "arm:pulls/mean/ucb" in info["instructions"]
+    for arm in (1, 1, 2):
+        obs, *_ = env.step(f"<arm>{arm}</arm>")
+    s1, s2 = env._sums[0, 0], env._sums[0, 1]
+    # t = 3 pulls: arm 1 (2 pulls) gets mean + sqrt(2 ln 3 / 2) = mean + 1.048; arm 2 (1 pull) mean + 1.482
+    assert obs == f"t3 1:2/{s1 / 2:.2f}/{s1 / 2 + math.sqrt(math.log(3)):.2f} 2:1/{s2:.2f}/{s2 + math.sqrt(2 * math.log(3)):.2f} 3:0/-"
+    env.step("<arm>3</arm>")
+    index = env.ucb_index()
+    assert ucb1_arms(env.counts, env.means, 4) == np.flatnonzero(index == index.max()).tolist()
+
+
 def test_bernoulli_and_gaussian_reward_statistics():
     n = 20_000
     env = BanditEnv(arms=2, horizon=n, means=[0.2, 0.7])
@@ -366,3 +380,30 @@ def test_eval_command_prints_baselines_on_the_same_seeds(capsys, tmp_path):
     rows = json_module.loads(out.read_text())
     assert [r["agent"] for r in rows] == ["random", "ucb1"]
     assert rows[1]["knowing_mean"] == 1.0 and rows[1]["doing_mean"] == 1.0
+
+
+def test_sampled_model_evaluation_is_seeded_and_greedy_is_the_default(tmp_path, tiny_model, tokenizer):
+    from rewardlab.envs.evaluate import compare, policy_agent
+
+    tiny_model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    options = {"arms": 3, "horizon": 4}
+    first = compare("bandit", options, str(tmp_path), [], 6, seed=3, max_new_tokens=8, temperature=1.0)
+    again = compare("bandit", options, str(tmp_path), [], 6, seed=3, max_new_tokens=8, temperature=1.0)
+    assert first == again  # sampling is seeded per agent, so a rerun prints the same table
+
+    import torch
+
+    from rewardlab.envs import make_text_env
+    from rewardlab.rollout.episodes import run_episodes
+
+    def written(temperature, torch_seed):  # temperature None: the default
+        torch.manual_seed(torch_seed)
+        extra = {} if temperature is None else {"temperature": temperature}
+        agent = policy_agent(str(tmp_path), max_new_tokens=8, **extra)
+        episodes = run_episodes(lambda: make_text_env("bandit", options), [0, 1, 2, 3], agent)
+        return [turn.text for ep in episodes for turn in ep.turns]
+
+    assert written(None, 1) == written(None, 2)  # greedy (the default) ignores the torch seed
+    assert written(1.0, 1) == written(1.0, 1)
+    assert written(1.0, 1) != written(1.0, 2)  # 16 turns of 8 sampled characters: equal only by a fluke

@@ -6,7 +6,9 @@ summarises the history: the pull count and mean reward of every arm, e.g.
     t12 1:5/0.60 2:0/- 3:4/0.75 4:2/0.50 5:1/1.00
 
 (the history of pulls is only useful through these numbers, so each turn shows the current summary and
-the conversation does not grow: `context = "last"`). The policy answers with a rationale and
+the conversation does not grow: `context = "last"`). With `show_index=True` each tried arm also shows its
+UCB1 index, mean + sqrt(2 ln t / n), e.g. `3:4/0.75/1.86`: a small model cannot compute a square root of a
+logarithm in the one token it has for it, and with the index shown it can learn what to do with it. The policy answers with a rationale and
 `<arm>N</arm>`; by convention the rationale names the arm with the highest UCB1 index ("ucb 3"), which
 is what the knowing-doing metric checks.
 
@@ -64,8 +66,10 @@ class BanditEnv(TextEnv):
         means: list[float] | None = None,
         invalid_penalty: float = -1.0,
         context: str | None = None,
+        show_index: bool = False,
     ):
         super().__init__(invalid_penalty=invalid_penalty, end_on_invalid=False, context=context)
+        self.show_index = bool(show_index)
         if distribution not in ("bernoulli", "gaussian"):
             raise ValueError(f"distribution={distribution!r} is not valid; use bernoulli or gaussian")
         if arms < 2:
@@ -114,9 +118,17 @@ class BanditEnv(TextEnv):
     def _context_t(self) -> int:
         return int(self.counts.sum())
 
+    def ucb_index(self) -> np.ndarray:
+        """UCB1 index of each arm in the current context (inf for an untried arm), as `ucb1_arms` ranks them."""
+        counts = self.counts
+        bonus = np.sqrt(2.0 * math.log(max(self._context_t(), 1)) / np.maximum(counts, 1))
+        return np.where(counts > 0, self.means + bonus, np.inf)
+
     def observation(self) -> str:
+        index = self.ucb_index()
         arms = " ".join(
-            f"{a + 1}:{int(n)}/{m:.2f}" if n else f"{a + 1}:0/-" for a, (n, m) in enumerate(zip(self.counts, self.means))
+            (f"{a + 1}:{int(n)}/{m:.2f}" + (f"/{index[a]:.2f}" if self.show_index else "")) if n else f"{a + 1}:0/-"
+            for a, (n, m) in enumerate(zip(self.counts, self.means))
         )
         return f"t{self.t} {self._context_text()}{arms}"
 
@@ -144,7 +156,8 @@ class BanditEnv(TextEnv):
         return self.observation(), self._info(instructions=self.instructions())
 
     def instructions(self) -> str:
-        return f"bandit, {self.arms} arms, {self.horizon} pulls. arm:pulls/mean. say why, then <arm>N</arm>"
+        stats = "arm:pulls/mean/ucb" if self.show_index else "arm:pulls/mean"
+        return f"bandit, {self.arms} arms, {self.horizon} pulls. {stats}. say why, then <arm>N</arm>"
 
     def legal_actions(self) -> list[int]:
         return list(range(1, self.arms + 1))
@@ -236,5 +249,6 @@ class ContextualBanditEnv(BanditEnv):
         return f"ctx{self.context_id + 1} "
 
     def instructions(self) -> str:
-        return (f"bandit, {self.arms} arms, {self.horizon} pulls, means depend on ctx. arm:pulls/mean in this ctx. "
+        stats = "arm:pulls/mean/ucb" if self.show_index else "arm:pulls/mean"
+        return (f"bandit, {self.arms} arms, {self.horizon} pulls, means depend on ctx. {stats} in this ctx. "
                 "say why, then <arm>N</arm>")

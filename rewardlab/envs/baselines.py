@@ -146,7 +146,7 @@ class HeuristicAgent:
 class DemonstratorAgent:
     """The cold start's teacher: a right rationale, an action that follows it with probability `follow`.
 
-    Bandits: the rationale names the UCB1 arm ("ucb 3"); otherwise the action is the greedy arm or the
+    Bandits: the rationale names the UCB1 arm ("ucb 3"; the lowest-numbered one on ties); otherwise the action is the greedy arm or the
     most frequent arm (each half the time; a random arm before any pull). Tic-tac-toe: the rationale is
     the rule-of-thumb move ("block 7"); otherwise the action is a random legal cell.
     """
@@ -162,7 +162,9 @@ class DemonstratorAgent:
     def _turn(self, env: Any) -> str:
         rng = self.rng
         if isinstance(env, BanditEnv):
-            right = int(rng.choice(ucb1_arms(env.counts, env.means, int(env.counts.sum()))))
+            # ties (the untried arms at the start) go to the lowest-numbered arm: a target a small model can
+            # learn, where a random pick among the tied arms only teaches it to spread its probability
+            right = ucb1_arms(env.counts, env.means, int(env.counts.sum()))[0]
             arm = right
             if rng.random() >= self.follow:
                 tried = env.counts > 0

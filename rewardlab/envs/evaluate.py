@@ -116,9 +116,13 @@ def compare(
     opponents: list[str] | None = None,
     device: str = "auto",
     max_new_tokens: int = 24,
+    temperature: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Evaluate the model (if given) and baselines on the same fresh seeds; one table row per agent (and
-    per tic-tac-toe opponent). Returns rows with the raw means as well ("<metric>_mean")."""
+    per tic-tac-toe opponent). Returns rows with the raw means as well ("<metric>_mean"). The model is
+    greedy unless `temperature` > 0 (then sampling is seeded with `seed`, so a rerun gives the same table)."""
+    import torch
+
     from .bandits import BanditEnv
     from .baselines import make_agent
 
@@ -129,7 +133,7 @@ def compare(
         baselines = list(DEFAULT_BASELINES["bandit" if isinstance(base, BanditEnv) else "tictactoe"])
     agents: dict[str, Any] = {}
     if model:
-        agents["policy"] = policy_agent(model, device, max_new_tokens)
+        agents["policy"] = policy_agent(model, device, max_new_tokens, temperature)
     for name in baselines:
         agents[name] = make_agent(name, seed)
     columns = metric_columns(env, options)
@@ -137,6 +141,7 @@ def compare(
     rows = []
     for opponent, opts in settings:
         for name, agent in agents.items():
+            torch.manual_seed(seed)
             result = evaluate_agent(env, opts, agent, episodes, seed, desc=f"{name}" + (f" vs {opponent}" if opponent else ""))
             row = result_row(name, result, columns)
             if opponent:

@@ -68,7 +68,7 @@ def gold_eval(args, cfg, task) -> int:
     from .inputs import eval_records
 
     records = eval_records(cfg)
-    options = {"samples_per_prompt": args.samples, "temperature": args.temperature,
+    options = {"samples_per_prompt": args.samples, "temperature": 1.0 if args.temperature is None else args.temperature,
                "max_new_tokens": args.max_new_tokens or 16, "seed": cfg.eval_seed}
     model, tokenizer = load_policy(args.model, device=args.device)
     rows = gold_samples(model, tokenizer, task, records, **options)
@@ -80,7 +80,7 @@ def gold_eval(args, cfg, task) -> int:
         for row, ref_row in zip(rows, reference_rows):
             row["reference_completion"], row["reference_gold"] = ref_row["completion"], ref_row["gold"]
     report = gold_report(rows, reference_rows)
-    decoding = "greedy" if args.temperature == 0 else f"temperature {args.temperature:g}"
+    decoding = "greedy" if options["temperature"] == 0 else f"temperature {options['temperature']:g}"
     table = [["model", args.model, report["gold_mean"], report["gold_perfect"], report.get("win_rate")]]
     if reference_rows is not None:
         table.append(["reference", args.reference, report["reference_gold_mean"], None, None])
