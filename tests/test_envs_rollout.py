@@ -135,3 +135,5 @@ def test_sft_cold_start_then_grpo_on_tictactoe(tmp_path):
     initial = next(r for r in rows if r["step"] == 0)
     assert initial["eval/env/score"] == initial["eval/accuracy"]
     assert initial["eval/env/win"] + initial["eval/env/draw"] + initial["eval/env/loss"] == pytest.approx(1.0)
+    final = [r for r in rows if r["step"] == 2 and "eval/accuracy" in r][-1]  # the evaluation at the end, too
+    assert final["eval/env/win"] == summary["env_eval"]["win"] and final["eval/accuracy"] == summary["eval_accuracy"]

@@ -207,10 +207,14 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         episodes = EnvRollouts(cfg, model, tok, engine, sampling)
         rollout_and_score, evaluate = episodes.rollout_and_score, episodes.evaluate
 
+    def env_metrics() -> dict[str, float]:
+        """An environment's own metrics of the latest evaluation (eval/env/regret, ...); none for a task."""
+        return {f"eval/env/{k}": v for k, v in episodes.last_eval.items()} if cfg.env else {}
+
     def eval_metrics() -> dict[str, float]:
-        """The held-out score as eval/accuracy, plus an environment's own metrics (eval/env/regret, ...)."""
+        """The held-out score as eval/accuracy, plus the environment's own metrics."""
         score, _ = evaluate()
-        return {"eval/accuracy": score, **({f"eval/env/{k}": v for k, v in episodes.last_eval.items()} if cfg.env else {})}
+        return {"eval/accuracy": score, **env_metrics()}
 
     initial_eval = None
     if ctx.start_step == 0:
@@ -383,7 +387,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         "eval_accuracy": accuracy,
         "train_time_s": train_time,
         **({"env_eval": episodes.last_eval} if cfg.env else {}),
-    })
+    }, env_metrics())
     print(format_table([[cfg.method, initial_eval, accuracy, f"{train_time:.0f}s"]], ["method", "accuracy before", "after", "time"]))
     return summary
 

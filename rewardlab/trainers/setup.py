@@ -98,9 +98,11 @@ def grad_step(ctx: RunContext, max_grad_norm: float) -> float:
     return optimizer_step(ctx.model.parameters(), ctx.optimizer, max_grad_norm, ctx.scheduler)
 
 
-def finish_run(ctx: RunContext, step: int, eval_rows: list[dict], summary: dict[str, Any]) -> dict[str, Any]:
-    """The end of every run: final/ model, per-sample held-out results, summary.json, plots."""
-    ctx.logger.log(step, {"eval/accuracy": summary["eval_accuracy"]})
+def finish_run(ctx: RunContext, step: int, eval_rows: list[dict], summary: dict[str, Any],
+               eval_extra: dict[str, float] | None = None) -> dict[str, Any]:
+    """The end of every run: final/ model, per-sample held-out results, summary.json, plots. `eval_extra`:
+    more metrics of the final evaluation to log next to eval/accuracy (an environment's eval/env/...)."""
+    ctx.logger.log(step, {"eval/accuracy": summary["eval_accuracy"], **(eval_extra or {})})
     save_final(ctx.run_dir, ctx.model, ctx.tokenizer)
     with open(ctx.run_dir / "eval_samples.jsonl", "w") as fh:
         for row in eval_rows:
