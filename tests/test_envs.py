@@ -92,6 +92,25 @@ def test_invalid_moves_end_the_game_with_the_penalty_and_are_counted(text, reaso
         env.step("move: 5")
 
 
+@pytest.mark.parametrize(
+    "board, text, missed_win, missed_block",
+    [
+        ("xx.oo....", "move: 3", False, False),  # takes the win
+        ("xx.oo....", "move: 6", True, False),  # blocks instead of winning: a missed win, not a missed block
+        ("x..oo.x..", "move: 6", False, False),  # blocks o's 4-5-6
+        ("x..oo.x..", "move: 2", False, True),  # x has no win; 4-5-6 stays open
+        ("x..oo.x..", "move: 4", False, True),  # illegal (occupied): misses the block
+        (".........", "move: 5", False, False),  # nothing to win or block
+    ],
+)
+def test_missed_wins_and_blocks_are_counted_per_turn_and_per_game(board, text, missed_win, missed_block):
+    env = scripted_env(board)
+    _, _, _, _, info = env.step(text)
+    assert (info["missed_win"], info["missed_block"]) == (missed_win, missed_block)
+    summary = TicTacToeEnv.summarize([{"missed_win": False, "missed_block": False}, info])
+    assert summary["missed_win"] == float(missed_win) and summary["missed_block"] == float(missed_block)
+
+
 def test_opponent_first_puts_x_on_the_board_and_the_policy_plays_o():
     env = TicTacToeEnv(opponent="minimax", first="opponent")
     obs, info = env.reset(seed=3)

@@ -67,7 +67,7 @@ def evaluate_agent(
 
 BANDIT_COLUMNS = ("regret", "coverage", "greediness", "frequency_bias", "knowing", "doing", "knowing_doing_gap",
                   "invalid_rate")
-TICTACTOE_COLUMNS = ("win", "draw", "loss", "non_loss", "invalid_rate")
+TICTACTOE_COLUMNS = ("win", "draw", "loss", "non_loss", "invalid_rate", "missed_win", "missed_block")
 
 
 def metric_columns(env: str, env_options: dict[str, Any] | None = None) -> tuple[str, ...]:

@@ -218,7 +218,21 @@ class TicTacToeEnv(TextEnv):
     def _end(self, outcome: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         return board_observation(self.board), self.rewards[outcome], True, False, self._info(outcome=outcome)
 
+    def _chances(self, action: int | None) -> dict[str, bool]:
+        """What the board offered before the policy's move and whether the move used it: `missed_win` (a
+        line could be completed and was not) and `missed_block` (no win, the opponent threatened a line and
+        the move did not block it). An invalid move misses whatever was there."""
+        cell = None if action is None else action - 1
+        wins, blocks = threats(self.board, self.mark), threats(self.board, other(self.mark))
+        return {"missed_win": bool(wins) and cell not in wins,
+                "missed_block": not wins and bool(blocks) and cell not in blocks}
+
     def _step(self, action: int) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        chances = self._chances(action)
+        obs, reward, terminated, truncated, info = self._play(action)
+        return obs, reward, terminated, truncated, {**info, **chances}
+
+    def _play(self, action: int) -> tuple[str, float, bool, bool, dict[str, Any]]:
         self.board = play(self.board, action - 1, self.mark)
         if winner(self.board) == self.mark:
             return self._end("win")
@@ -233,7 +247,8 @@ class TicTacToeEnv(TextEnv):
         return board_observation(self.board), 0.0, False, False, self._info()
 
     def _invalid_step(self) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        return self._end("loss")
+        obs, reward, terminated, truncated, info = self._end("loss")
+        return obs, reward, terminated, truncated, {**info, **self._chances(None)}
 
     def render(self) -> str:
         rows = [" ".join(self.board[r * 3 : r * 3 + 3]) for r in range(3)]
@@ -249,5 +264,8 @@ class TicTacToeEnv(TextEnv):
             "non_loss": float(outcome in ("win", "draw")),
             "invalid_rate": sum(i.get("invalid") is not None for i in step_infos) / max(1, len(step_infos)),
             "invalid_game": float(any(i.get("invalid") is not None for i in step_infos)),
+            # share of games with at least one missed win / missed block (see _chances)
+            "missed_win": float(any(i.get("missed_win") for i in step_infos)),
+            "missed_block": float(any(i.get("missed_block") for i in step_infos)),
             "score": float(outcome == "win"),
         }
