@@ -23,6 +23,8 @@ import json
 import statistics
 from pathlib import Path
 
+from stages import run_stage  # benchmarks/ is on sys.path when a script there runs
+
 import rewardlab
 from rewardlab.demo import DEMO_SFT, DEMO_TASK
 from rewardlab.monitor import format_table
@@ -34,9 +36,9 @@ COMMON = {"task_options": DEMO_TASK, "torch_threads": 1, "tensorboard": False, "
 def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
     out = Path(args.out) / f"seed{seed}"
     start = out / "student_sft" / "final"
-    if not start.exists():
-        rewardlab.train("sft", {**DEMO_SFT, **COMMON, "model_config": STUDENT, "max_steps": args.sft_steps, "output_dir": str(out),
-                                "run_name": "student_sft", "seed": seed})
+    sft = {**DEMO_SFT, **COMMON, "model_config": STUDENT, "max_steps": args.sft_steps, "output_dir": str(out),
+           "run_name": "student_sft", "seed": seed}
+    run_stage(out / "student_sft", {"method": "sft", **sft}, train=lambda: rewardlab.train("sft", sft), load=lambda: None)
     rows = []
     for name, loss_type in (("on-policy distillation", "opd"), ("SFT on teacher samples", "sft")):
         summary = rewardlab.train("distill", {**COMMON, "teacher": args.teacher, "model": str(start), "loss_type": loss_type,

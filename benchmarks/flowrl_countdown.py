@@ -25,6 +25,8 @@ import statistics
 import time
 from pathlib import Path
 
+from stages import run_stage  # benchmarks/ is on sys.path when a script there runs
+
 import rewardlab
 from rewardlab.config import load_config
 from rewardlab.models import load_policy
@@ -51,9 +53,9 @@ def measure(model_dir: Path, n_prompts: int, samples: int) -> dict:
 def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
     out = Path(args.out) / f"seed{seed}"
     sft_dir = out / "sft" / "final"
-    if not sft_dir.exists():
-        rewardlab.train("sft", {**COMMON, "output_dir": str(out), "run_name": "sft", "seed": seed, "max_steps": args.sft_steps,
-                                "learning_rate": 1e-3, "batch_size": 64, "warmup_steps": 50, "max_new_tokens": MAX_NEW_TOKENS, "eval_n": 100})
+    sft = {**COMMON, "output_dir": str(out), "run_name": "sft", "seed": seed, "max_steps": args.sft_steps,
+           "learning_rate": 1e-3, "batch_size": 64, "warmup_steps": 50, "max_new_tokens": MAX_NEW_TOKENS, "eval_n": 100}
+    run_stage(out / "sft", {"method": "sft", **sft}, train=lambda: rewardlab.train("sft", sft), load=lambda: None)
     rows = [{"method": "sft", "seed": seed, **measure(sft_dir, args.eval_prompts, args.samples)}]
     for method in args.methods:
         t0 = time.time()

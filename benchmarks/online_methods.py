@@ -23,11 +23,14 @@ import json
 import platform
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import yaml
+from stages import run_stage  # benchmarks/ is on sys.path when a script there runs
 
 import rewardlab
+from rewardlab.config import config_to_dict
 from rewardlab.demo import DEMO_GRPO, demo_configs
 from rewardlab.models import load_policy
 from rewardlab.monitor import format_table, read_metrics
@@ -73,8 +76,7 @@ def main() -> None:
         out = Path(args.out) / f"seed{seed}"
         sft_cfg, grpo_cfg = demo_configs(str(out), seed)
         sft_cfg.torch_threads = 1
-        if not (sft_cfg.run_dir / "final").exists():
-            train_sft(sft_cfg)
+        run_stage(sft_cfg.run_dir, config_to_dict(sft_cfg), train=partial(train_sft, sft_cfg), load=lambda: None)
         sft_accuracy = heldout_accuracy(sft_cfg.run_dir / "final", grpo_cfg)
         for method in args.methods:
             preset, overrides, run_name = method_spec(method)

@@ -21,6 +21,8 @@ import json
 import statistics
 from pathlib import Path
 
+from stages import run_stage  # benchmarks/ is on sys.path when a script there runs
+
 import rewardlab
 from rewardlab.demo import DEMO_GRPO, DEMO_SFT
 from rewardlab.monitor import format_table, read_metrics
@@ -31,8 +33,9 @@ METHODS = ("grpo", "sdpo", "rlsd", "srpo")
 def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
     out = Path(args.out) / f"seed{seed}"
     start = Path(args.sft.format(seed=seed)) if args.sft else out / "sft" / "final"
-    if not start.exists():
-        rewardlab.train("sft", {**DEMO_SFT, "output_dir": str(out), "run_name": "sft", "seed": seed, "torch_threads": 1, "tensorboard": False})
+    if not args.sft or not start.exists():  # an --sft given is used as it is; the script's own is a stage (stages.py)
+        sft = {**DEMO_SFT, "output_dir": str(out), "run_name": "sft", "seed": seed, "torch_threads": 1, "tensorboard": False}
+        run_stage(out / "sft", {"method": "sft", **sft}, train=lambda: rewardlab.train("sft", sft), load=lambda: None)
         start = out / "sft" / "final"
     rows = []
     for method in args.methods:
