@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a model: sft, grpo, dr_grpo, dapo, gspo, rloo, reinforce_pp, ppo, rm, dpo, ipo, simpo, kto")
+    p = sub.add_parser("train", help=f"train a model: {', '.join(METHOD_PRESETS)}")
     p.add_argument("method", choices=sorted(METHOD_PRESETS))
     p.add_argument("--config", help="YAML config file (see examples/)")
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
