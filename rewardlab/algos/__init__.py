@@ -1,6 +1,6 @@
 """Pure tensor math for reward-based learning: tensors and scalars in, tensors or (loss, metrics) out.
 
-Nothing here knows about models, tokenizers, configs, optimizers or ranks (DESIGN.md).
+Nothing here knows about models, tokenizers, configs, optimizers or ranks (docs/architecture.md#package-layout).
 """
 
 from rewardlab.algos.advantages import (

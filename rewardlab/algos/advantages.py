@@ -13,7 +13,7 @@ Token level (a reward per token, padding and environment tokens masked out):
     gae(token_rewards, values, mask, gamma, lam) -> (advantages, returns)
     reinforce_pp(token_rewards, mask, gamma) -> (advantages, returns)
 
-Math and worked numbers: ALGORITHMS.md sections 2 and 3.
+Math: docs/algorithms.md#outcome-level-advantages and docs/algorithms.md#per-token-advantages.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""How per-token losses become one scalar (ALGORITHMS.md section 0).
+"""How per-token losses become one scalar (docs/algorithms.md#loss-aggregation).
 
     AGGREGATIONS[name](per_token_loss [B,T], mask [B,T], max_len=None) -> scalar
 

@@ -1,4 +1,5 @@
-"""Distillation and self-distillation (ALGORITHMS.md section 6).
+"""Distillation and self-distillation (docs/algorithms.md#distillation and
+#self-distillation-sdpo-rlsd-srpo).
 
 Full-distribution losses (teacher and student logits over the vocabulary, any leading shape [..., V]):
 

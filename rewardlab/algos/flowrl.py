@@ -1,4 +1,4 @@
-"""FlowRL: match the reward distribution instead of maximising the reward (ALGORITHMS.md section 5).
+"""FlowRL: match the reward distribution instead of maximising the reward (docs/algorithms.md#flowrl).
 
 The target is pi*(y|x) proportional to exp(beta r_hat(x, y)) pi_ref(y|x). A learned log-partition
 log Z(x) turns that into a trajectory-balance residual per sequence,

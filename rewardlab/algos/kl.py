@@ -1,6 +1,6 @@
 """KL estimators between the policy and the reference, and the controllers that set its weight.
 
-Estimators are per token, from samples drawn under the policy (ALGORITHMS.md section 0),
+Estimators are per token, from samples drawn under the policy (docs/algorithms.md#kl-estimators),
 with delta = ref_logp - logp:
 
     k1 = -delta                 unbiased, can be negative per token

@@ -1,4 +1,4 @@
-"""Clipped policy-gradient surrogates (ALGORITHMS.md sections 2 and 3).
+"""Clipped policy-gradient surrogates (docs/algorithms.md#policy-losses).
 
     POLICY_LOSSES[name](logp [B,T], old_logp [B,T], advantages [B] or [B,T], mask [B,T],
                         eps_low=0.2, eps_high=None) -> (per_token_loss [B,T], metrics)

@@ -1,4 +1,5 @@
-"""Losses learned from preferences rather than from a reward signal (ALGORITHMS.md sections 1 and 4).
+"""Losses learned from preferences rather than from a reward signal (docs/algorithms.md#reward-model and
+#preference-losses).
 
 All sequence log-probs here are SUMS over response tokens unless a docstring says otherwise.
 """

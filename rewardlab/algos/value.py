@@ -1,4 +1,4 @@
-"""Critic loss for PPO (ALGORITHMS.md section 2, step 5)."""
+"""Critic loss for PPO (docs/algorithms.md#value-loss)."""
 
 from __future__ import annotations
 

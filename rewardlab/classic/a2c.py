@@ -1,6 +1,6 @@
 """Advantage Actor-Critic: synchronous, single-update A3C (Mnih et al. 2016).
 
-Discrete or 1-D Box actions. Defaults are Stable-Baselines3's A2C (ALGORITHMS.md §9), with 8 envs as
+Discrete or 1-D Box actions. Defaults are Stable-Baselines3's A2C (docs/algorithms.md#classic-rl-defaults), with 8 envs as
 in the RL Zoo's CartPole setting. Each update: run `num_envs` envs for `num_steps` (5) steps, take
 n-step returns bootstrapped from the critic (GAE with lambda = 1; truncation bootstraps, termination
 does not), and make ONE gradient step on

@@ -1,7 +1,7 @@
 """Deep Q-Network (Mnih et al. 2015) with an optional Double-DQN target (van Hasselt et al. 2016).
 
 Discrete actions; Box or Discrete (one-hot) observations. Defaults are CleanRL's CartPole setting
-(ALGORITHMS.md §9) with the Double-DQN target switched on. Each environment step: act epsilon-greedily, store the transition, and every
+(docs/algorithms.md#classic-rl-defaults) with the Double-DQN target switched on. Each environment step: act epsilon-greedily, store the transition, and every
 `train_frequency` steps fit Q(s, a) to
 
     r + gamma * (1 - terminated) * Q_target(s', argmax_a' Q_?(s', a'))     ? = target (DQN) or online (Double)

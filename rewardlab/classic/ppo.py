@@ -1,6 +1,6 @@
 """Proximal Policy Optimization with the clipped objective (Schulman et al. 2017).
 
-Discrete or 1-D Box actions. Defaults are CleanRL's `ppo.py` (ALGORITHMS.md §9). Each update:
+Discrete or 1-D Box actions. Defaults are CleanRL's `ppo.py` (docs/algorithms.md#classic-rl-defaults). Each update:
 run `num_envs` envs for `num_steps` steps, compute GAE advantages (bootstrapping on time-limit
 truncation, not on termination), then `update_epochs` passes over shuffled minibatches of
 

@@ -5,7 +5,7 @@ current policy on one env, computes Monte-Carlo returns-to-go G_t, and takes one
 
     loss = -mean(log pi(a_t|s_t) * A_t) - ent_coef * entropy + vf_coef * 0.5 * mean((V(s_t) - G_t)^2)
 
-with A_t = G_t - V(s_t), normalised over the batch (ALGORITHMS.md §9). The baseline only reduces
+with A_t = G_t - V(s_t), normalised over the batch (docs/algorithms.md#classic-rl-defaults). The baseline only reduces
 variance; the gradient stays unbiased. An episode cut by a time limit is not over: its last return
 gets gamma * V(final state) added, so surviving to step 500 of CartPole is not scored like falling.
 """

@@ -1,4 +1,4 @@
-"""The run directory every classic algorithm writes (layout in DESIGN.md), plus seeding and resume.
+"""The run directory every classic algorithm writes (layout below; docs/architecture.md#run-directories), plus seeding and resume.
 
     runs/<name>/
       config.yaml           the resolved config that ran

@@ -3,7 +3,7 @@
 The model is a Hugging Face `...ForSequenceClassification` with num_labels=1 and pad_token_id set, so a
 saved reward model loads with `AutoModelForSequenceClassification.from_pretrained(dir)` and scores the
 same there: HF reads the head at the rightmost token that is not padding, and `reward_scores` reads it
-at the last position the attention mask marks as real (ALGORITHMS.md section 1). The two agree for
+at the last position the attention mask marks as real (docs/algorithms.md#reward-model). The two agree for
 left and right padding alike because positions are counted over real tokens (rotary attention depends
 only on the distance between tokens), and because the tokenizer's pad token is not a token of the text.
 """

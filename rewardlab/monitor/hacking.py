@@ -1,6 +1,6 @@
 """Catching reward hacking: proxy reward against gold reward as the policy drifts from where it started.
 
-Over-optimisation (Gao et al., ALGORITHMS.md §8) has a recognisable shape: measured against
+Over-optimisation (Gao et al., docs/algorithms.md#over-optimisation) has a recognisable shape: measured against
 sqrt(KL(policy || initial policy)), the proxy reward (the learned reward model the policy is trained on)
 keeps rising while the gold reward (the truth: a gold scorer or a held-out verifier) peaks and falls.
 `HackingMonitor` watches the evaluations of a run and raises an alarm when, for `patience` consecutive

@@ -7,7 +7,7 @@ use_all=False, each at most once), only + - * / and brackets, and equals the tar
 (7/2 is 7/2, not 3), so an expression through a fraction can still land on an integer target.
 
 Most prompts have several distinct correct answers, which is what makes the task a test of diversity
-(FlowRL vs reward maximisers, ALGORITHMS.md section 5): evaluate with several samples per prompt and
+(FlowRL vs reward maximisers, docs/algorithms.md#flowrl): evaluate with several samples per prompt and
 count distinct correct answers, the entropy of the answers and pass@k (monitor/diversity.py).
 
 Demonstrations for the SFT cold start come from a demonstrator who picks uniformly among all correct

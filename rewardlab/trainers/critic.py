@@ -1,7 +1,7 @@
 """PPO's critic and learned-reward scoring for the online driver.
 
 The critic is a separate model: a backbone with a linear head that reads a value V(s_t) at every position
-(ALGORITHMS.md section 2). By default it starts from the reward model when one is configured (it already
+(docs/algorithms.md#value-loss). By default it starts from the reward model when one is configured (it already
 knows what scores well), otherwise from the policy's starting weights with a fresh head. It has its own
 AdamW and learning-rate schedule, and its weights and optimizer travel in the policy's checkpoints.
 """

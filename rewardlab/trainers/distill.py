@@ -5,7 +5,7 @@ Where each step's sequences come from:
                                 corrected where it actually goes)
     off-policy sequences        gkd otherwise and sft: the teacher's samples or the dataset's completions
 
-The loss (algos/distill.py, ALGORITHMS.md section 6):
+The loss (algos/distill.py, docs/algorithms.md#distillation):
     opd  per-token advantage A_t = -(logp_S - logp_T) (G-OPD: lambda logp_T - (lambda-1) logp_ref - logp_S),
          surrogate -A_t logp_S, token mean
     gkd  generalised JSD_beta between the teacher's and the student's next-token distributions at every

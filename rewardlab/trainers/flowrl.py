@@ -1,4 +1,4 @@
-"""FlowRL's learned log-partition log Z(x) for the online driver (ALGORITHMS.md section 5).
+"""FlowRL's learned log-partition log Z(x) for the online driver (docs/algorithms.md#flowrl).
 
 A small MLP reads the mean of the policy's last hidden states over the prompt's tokens. The
 representation is taken without gradient, so the head learns log Z while the policy learns from the

@@ -1,5 +1,5 @@
 """The DPO family: DPO, IPO, cDPO and SimPO on preference pairs, KTO on labelled single completions
-(ALGORITHMS.md section 4).
+(docs/algorithms.md#preference-losses).
 
 pairs -> policy log-probs of chosen and rejected (one forward) -> reference log-probs (on the fly, or
 precomputed once) -> preference loss -> optimizer step. Metrics carry TRL's names: rewards/chosen,

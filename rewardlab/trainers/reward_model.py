@@ -1,4 +1,4 @@
-"""Reward model: Bradley-Terry loss on preference pairs (ALGORITHMS.md section 1).
+"""Reward model: Bradley-Terry loss on preference pairs (docs/algorithms.md#reward-model).
 
 pairs -> one forward over chosen and rejected rows -> scores at the last real token -> BT loss -> step.
 With a gold scorer (task: preference), held-out accuracy is measured against the noisy labels the model

@@ -1,4 +1,4 @@
-"""The self-teacher of SDPO, RLSD and SRPO for the online driver (ALGORITHMS.md section 6).
+"""The self-teacher of SDPO, RLSD and SRPO for the online driver (docs/algorithms.md#self-distillation-sdpo-rlsd-srpo).
 
 The teacher is the policy itself (or an exponential moving average of it) re-prompted with privileged
 context: a successful sibling from the same group, or the task's reference answer. It scores the very
