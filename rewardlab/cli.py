@@ -46,14 +46,20 @@ def _trained_options(model: str, kind: str, name: str) -> dict | None:
 
 
 def _eval_env(args: argparse.Namespace) -> int:
-    from .envs.evaluate import compare
+    from .envs.evaluate import compare, eval_seeds
     from .monitor import format_table
+
+    try:  # a bad seed or episode count stops here, before a model is loaded or an episode played
+        eval_seeds(args.seed, args.n, args.split)
+    except ValueError as err:
+        print(f"rewardlab: error: {err}", file=sys.stderr)
+        return 2
 
     options = json.loads(args.env_options) if args.env_options else _trained_options(args.model, "env", args.env) or {}
     baselines = [b for b in args.baselines.split(";") if b] if args.baselines is not None else None  # "" = none
     opponents = [o for o in args.opponents.split(";") if o] if args.opponents else None
     rows = compare(args.env, options, args.model, baselines, args.n, args.seed, opponents, args.device, args.max_new_tokens or 24,
-                   temperature=args.temperature or 0.0)
+                   temperature=args.temperature or 0.0, split=args.split)
     shown = [{k: v for k, v in row.items() if not k.endswith("_mean")} for row in rows]
     print(format_table(shown))
     if args.out:
@@ -83,7 +89,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .trainers.evaluate import evaluate_accuracy
     from .trainers.inputs import eval_records, task_of, verifier
 
-    overrides = {"task": args.task, "eval_n": args.n, "eval_seed": args.seed}
+    overrides = {"task": args.task, "eval_n": args.n, "eval_seed": args.seed, "eval_split": args.split}
     if args.task_options:
         overrides["task_options"] = json.loads(args.task_options)
     elif (options := _trained_options(args.model, "task", args.task)) is not None:
@@ -99,11 +105,12 @@ def _eval(args: argparse.Namespace) -> int:
     model, tokenizer = load_policy(args.model, device=args.device)
     records = eval_records(cfg)
     accuracy, rows = evaluate_accuracy(model, tokenizer, records, verifier(cfg), args.max_new_tokens or 16)
-    out = Path(args.out) if args.out else Path(args.model if Path(args.model).is_dir() else ".") / f"eval-{args.task}-seed{args.seed}.jsonl"
+    name = f"eval-{args.task}-seed{args.seed}" + ("-tune" if args.split == "tune" else "")
+    out = Path(args.out) if args.out else Path(args.model if Path(args.model).is_dir() else ".") / f"{name}.jsonl"
     with open(out, "w") as fh:
         for row in rows:
             fh.write(json.dumps(row) + "\n")
-    print(f"accuracy {accuracy:.4f} ({sum(r['correct'] for r in rows)}/{len(rows)}) on {args.task} held-out, seed {args.seed}")
+    print(f"accuracy {accuracy:.4f} ({sum(r['correct'] for r in rows)}/{len(rows)}) on {args.task} {args.split} split, seed {args.seed}")
     print(f"per-sample results: {out}")
     return 0
 
@@ -158,8 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="arithmetic")
     p.add_argument("--task-options", default="", help='JSON, e.g. \'{"max_digits": 3}\'; default: those in the config.yaml beside the model\'s directory')
     p.add_argument("--dataset", default="", help="held-out records (.jsonl/.parquet) instead of the task's split")
-    p.add_argument("--seed", type=int, default=0, help="seed of the held-out problems")
-    p.add_argument("--n", type=int, default=500, help="number of problems")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out problems (with --env: 0 to 9999)")
+    p.add_argument("--split", choices=["test", "tune"], default="test",
+                   help="held-out split: test (report results) or tune (choose hyperparameters, early stops, rules)")
+    p.add_argument("--n", type=int, default=500, help="number of distinct problems (fewer, with a warning, when the split is smaller)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="generation budget per answer/turn (default 16; 24 with --env)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="", help="per-sample results (.jsonl); default: next to the model")

@@ -81,6 +81,9 @@ class CommonConfig:
     """Held-out problems per evaluation."""
     eval_seed: int = 0
     """Seed of the held-out problems."""
+    eval_split: str = "test"
+    """Held-out split of the task that evaluation draws from: test (for reporting) or tune (for choosing
+    hyperparameters, early stops and rules)."""
     resume: bool = False
     """Continue from the newest complete checkpoint in the run directory."""
     lora_r: int = 0

@@ -1,7 +1,11 @@
 """One evaluator for every agent: the policy and the baselines play the same episodes on the same seeds.
 
-Episode i of an evaluation with seed S is reset with seed S * 100_000 + i (training uses seeds from
-10^9 up, so evaluation episodes are never training episodes).
+Episode i of an evaluation with seed S (0 <= S < 10_000) is reset with seed S * 100_000 + i on the test
+split and S * 100_000 + 50_000 + i on the tune split (i < 50_000). Training uses seeds from 10^9 up, so
+evaluation episodes are never training episodes, tune and test never share a seed, and two evaluation
+seeds never share an episode seed. (A seed fixes an episode's randomness, e.g. a bandit's arm means or a
+tic-tac-toe opponent's choices; it does not keep positions apart: the same board can occur in training
+and evaluation episodes.)
 """
 
 from __future__ import annotations
@@ -14,15 +18,23 @@ from ..monitor import progress
 from . import make_text_env
 
 EVAL_SEED_STRIDE = 100_000
+MAX_EVAL_SEED = 10_000  # evaluation seeds S * EVAL_SEED_STRIDE + i stay below TRAIN_SEED_BASE
 TRAIN_SEED_BASE = 10**9
+SPLIT_OFFSET = {"test": 0, "tune": EVAL_SEED_STRIDE // 2}
 
 
-def eval_seeds(seed: int, n: int) -> list[int]:
-    if not 0 <= seed < 10_000:
-        raise ValueError(f"evaluation seed must be in [0, 10000), got {seed} (larger seeds would overlap training seeds)")
-    if n > EVAL_SEED_STRIDE:
-        raise ValueError(f"at most {EVAL_SEED_STRIDE} evaluation episodes per seed, got {n}")
-    return [seed * EVAL_SEED_STRIDE + i for i in range(n)]
+def eval_seeds(seed: int, n: int, split: str = "test") -> list[int]:
+    """The episode seeds of an evaluation with seed `seed` on a split ("test" or "tune"); see the module doc."""
+    if split not in SPLIT_OFFSET:
+        raise ValueError(f"evaluation split must be 'tune' or 'test', got {split!r}")
+    if not 0 <= seed < MAX_EVAL_SEED:
+        raise ValueError(
+            f"evaluation seed must be in [0, {MAX_EVAL_SEED}), got {seed}: episode seeds S * {EVAL_SEED_STRIDE} + i "
+            "of larger seeds would overlap training seeds (10^9 and up)"
+        )
+    if not 0 <= n <= EVAL_SEED_STRIDE // 2:
+        raise ValueError(f"at most {EVAL_SEED_STRIDE // 2} evaluation episodes per seed, got {n}")
+    return [seed * EVAL_SEED_STRIDE + SPLIT_OFFSET[split] + i for i in range(n)]
 
 
 @dataclass
@@ -47,12 +59,13 @@ def summarize_episodes(episodes: list[Any]) -> EvalResult:
 
 
 def evaluate_agent(
-    env: str, env_options: dict[str, Any] | None, agent: Any, episodes: int, seed: int, batch_size: int = 500, desc: str = ""
+    env: str, env_options: dict[str, Any] | None, agent: Any, episodes: int, seed: int, batch_size: int = 500, desc: str = "",
+    split: str = "test",
 ) -> EvalResult:
-    """Play `episodes` episodes (fresh seeds from `seed`) with `agent`, `batch_size` at a time in lockstep."""
+    """Play `episodes` episodes (fresh seeds from `seed` on `split`) with `agent`, `batch_size` at a time in lockstep."""
     from ..rollout.episodes import run_episodes
 
-    seeds = eval_seeds(seed, episodes)
+    seeds = eval_seeds(seed, episodes, split)
     played = []
     bar = progress(len(seeds), desc or f"eval {env}", disable=None if len(seeds) > batch_size else True)
     for start in range(0, len(seeds), batch_size):
@@ -117,8 +130,9 @@ def compare(
     device: str = "auto",
     max_new_tokens: int = 24,
     temperature: float = 0.0,
+    split: str = "test",
 ) -> list[dict[str, Any]]:
-    """Evaluate the model (if given) and baselines on the same fresh seeds; one table row per agent (and
+    """Evaluate the model (if given) and baselines on the same fresh seeds of `split`; one table row per agent (and
     per tic-tac-toe opponent). Returns rows with the raw means as well ("<metric>_mean"). The model is
     greedy unless `temperature` > 0 (then sampling is seeded with `seed`, so a rerun gives the same table)."""
     import torch
@@ -142,7 +156,8 @@ def compare(
     for opponent, opts in settings:
         for name, agent in agents.items():
             torch.manual_seed(seed)
-            result = evaluate_agent(env, opts, agent, episodes, seed, desc=f"{name}" + (f" vs {opponent}" if opponent else ""))
+            result = evaluate_agent(env, opts, agent, episodes, seed, desc=f"{name}" + (f" vs {opponent}" if opponent else ""),
+                                    split=split)
             row = result_row(name, result, columns)
             if opponent:
                 row = {"opponent": opponent, **row}

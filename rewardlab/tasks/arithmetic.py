@@ -1,21 +1,53 @@
 """The built-in `arithmetic` task: "a+b=" -> "c", a generator with difficulty knobs and a verifier.
 
-Problems are split into train and held-out sets by a hash of the operands, so an evaluation on the
-held-out split never sees a training problem, whatever the seeds.
+Problems are split into train, tune and test sets by a hash of their canonical form (operands sorted for
+the commutative + and *, so "3+5" and "5+3" are one problem; "5-3" and "3-5" are two), so an evaluation on
+the tune or test split never sees a training problem or its commutative twin, whatever the seeds. An
+evaluation set holds distinct problems (rewardlab/tasks/splits.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass
+from functools import lru_cache
+
+from .splits import (
+    EVAL_SPLITS,
+    check_fractions,
+    check_split,
+    draw_distinct,
+    sample_without_replacement,
+    split_of,
+)
 
 OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+COMMUTATIVE = ("+", "*")
+MAX_LISTED = 200_000  # an evaluation split is listed (and sampled exactly) up to this many ordered problems
 
 
-def _is_heldout(a: int, op: str, b: int, heldout_fraction: float) -> bool:
-    digest = hashlib.blake2b(f"{a}{op}{b}".encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "little") / 2**32 < heldout_fraction
+def canonical_problem(a: int, op: str, b: int) -> str:
+    """The form two presentations of one problem share: operands sorted for + and *, kept for -.
+
+    >>> canonical_problem(5, "+", 3), canonical_problem(3, "+", 5), canonical_problem(5, "-", 3), canonical_problem(3, "-", 5)
+    ('3+5', '3+5', '5-3', '3-5')
+    """
+    if op in COMMUTATIVE:
+        a, b = min(a, b), max(a, b)
+    return f"{a}{op}{b}"
+
+
+def parse_problem(prompt: str | list[dict]) -> tuple[int, str, int]:
+    """(a, op, b) of a prompt ("17+25=" or a chat prompt whose last message is that).
+
+    >>> parse_problem("17+25="), parse_problem([{"role": "user", "content": "9-12="}])
+    ((17, '+', 25), (9, '-', 12))
+    """
+    text = (prompt if isinstance(prompt, str) else prompt[-1]["content"]).strip().rstrip("=")
+    for i, ch in enumerate(text):
+        if ch in OPS and i > 0:
+            return int(text[:i]), ch, int(text[i + 1 :])
+    raise ValueError(f"not an arithmetic prompt: {text!r}")
 
 
 def add_without_carry(a: int, b: int) -> str:
@@ -70,6 +102,8 @@ class ArithmeticTask:
 
     min_digits/max_digits: operand sizes (each operand drawn with a uniformly chosen digit count).
     ops: any of "+", "-", "*".
+    heldout_fraction: the share of problems in the test split; tune_fraction: in the tune split (the rest
+        is train). A problem's split is a hash of its canonical form (module docstring).
     chat: prompts as chat messages [{"role": "user", "content": "12+34="}] instead of plain text.
     reverse_answer: write the answer least-significant digit first ("17+25=" -> "24"), the order in which
         digits and carries are worked out; small models learn it far faster.
@@ -83,6 +117,7 @@ class ArithmeticTask:
     max_digits: int = 2
     ops: tuple[str, ...] = ("+",)
     heldout_fraction: float = 0.2
+    tune_fraction: float = 0.1
     chat: bool = False
     reverse_answer: bool = False
     sloppy_carry_rate: float = 0.0
@@ -98,37 +133,104 @@ class ArithmeticTask:
             raise ValueError(f"arithmetic: unknown operator(s) {bad}; valid: {list(OPS)}")
         if not 0 <= self.sloppy_carry_rate <= 1:
             raise ValueError(f"arithmetic: sloppy_carry_rate must be in [0, 1], got {self.sloppy_carry_rate}")
-        if not 0 < self.heldout_fraction < 1:
-            raise ValueError(f"arithmetic: heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
+        check_fractions("arithmetic", self.tune_fraction, self.heldout_fraction)
+
+    # ------------------------------------------------------------------ splits
+
+    def split_of(self, a: int, op: str, b: int) -> str:
+        """The split ("train", "tune" or "test") of the problem a op b: a hash of its canonical form."""
+        return split_of(canonical_problem(a, op, b), self.tune_fraction, self.heldout_fraction)
+
+    def canonical(self, record: dict) -> str:
+        """The canonical form of a record's problem ("5+3=" -> "3+5")."""
+        return canonical_problem(*parse_problem(record["prompt"]))
+
+    def split_problems(self, split: str) -> list[tuple[tuple[int, str, int], float]] | None:
+        """Every canonical problem (a, op, b) of a split with its probability under the generator, or None
+        when the task has more than MAX_LISTED ordered problems (then splits are sampled by rejection)."""
+        check_split(split)
+        return _listed_split(self.min_digits, self.max_digits, self.ops, self.tune_fraction, self.heldout_fraction, split)
+
+    # ------------------------------------------------------------------ records
 
     def _operand(self, rng: random.Random) -> int:
         digits = rng.randint(self.min_digits, self.max_digits)
         low = 0 if digits == 1 else 10 ** (digits - 1)
         return rng.randint(low, 10**digits - 1)
 
+    def _record(self, a: int, op: str, b: int, rng: random.Random) -> dict:
+        text = f"{a}{op}{b}="
+        answer = str(OPS[op](a, b))
+        completion = answer
+        if op == "+" and rng.random() < self.sloppy_carry_rate:
+            completion = add_without_carry(a, b)
+        if self.reverse_answer:
+            answer, completion = answer[::-1], completion[::-1]
+        prompt = [{"role": "user", "content": text}] if self.chat else text
+        return {"prompt": prompt, "answer": answer, "completion": completion}
+
     def generate(self, n: int, seed: int, split: str = "train") -> list[dict]:
-        """n records {"prompt", "answer", "completion"} from the given split ("train" or "test")."""
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        """n records {"prompt", "answer", "completion"} from a split ("train", "tune" or "test").
+
+        Training records repeat problems as the generator draws them; a tune or test set holds n distinct
+        canonical problems (all of the split, with a warning, when it has fewer).
+        """
+        check_split(split)
         rng = random.Random(f"arithmetic-{split}-{seed}")
-        records = []
-        while len(records) < n:
-            a, b, op = self._operand(rng), self._operand(rng), rng.choice(self.ops)
-            if _is_heldout(a, op, b, self.heldout_fraction) != (split == "test"):
-                continue
-            text = f"{a}{op}{b}="
-            answer = str(OPS[op](a, b))
-            completion = answer
-            if op == "+" and rng.random() < self.sloppy_carry_rate:
-                completion = add_without_carry(a, b)
-            if self.reverse_answer:
-                answer, completion = answer[::-1], completion[::-1]
-            prompt = [{"role": "user", "content": text}] if self.chat else text
-            records.append({"prompt": prompt, "answer": answer, "completion": completion})
-        return records
+        if split not in EVAL_SPLITS:
+            records = []
+            while len(records) < n:
+                a, b, op = self._operand(rng), self._operand(rng), rng.choice(self.ops)
+                if self.split_of(a, op, b) == split:
+                    records.append(self._record(a, op, b, rng))
+            return records
+        what = f"the arithmetic {split} split"
+        pool = self.split_problems(split)
+        if pool is not None:
+            problems = []
+            for a, op, b in sample_without_replacement(pool, n, rng, what):
+                if op in COMMUTATIVE and rng.random() < 0.5:
+                    a, b = b, a  # shown in either order, as the generator would
+                problems.append((a, op, b))
+        else:
+
+            def draw():
+                a, b, op = self._operand(rng), self._operand(rng), rng.choice(self.ops)
+                return (canonical_problem(a, op, b), (a, op, b)) if self.split_of(a, op, b) == split else None
+
+            problems = draw_distinct(draw, n, what)
+        return [self._record(a, op, b, rng) for a, op, b in problems]
 
     def reward_functions(self) -> list:
         return [arithmetic_reward]
 
     def verify(self, completion: str, record: dict) -> bool:
         return arithmetic_reward([completion], [record["answer"]])[0] == 1.0
+
+
+def _operand_probabilities(min_digits: int, max_digits: int) -> dict[int, float]:
+    """The generator's probability of each operand: a uniform digit count, then a uniform number of it."""
+    probs: dict[int, float] = {}
+    for digits in range(min_digits, max_digits + 1):
+        low = 0 if digits == 1 else 10 ** (digits - 1)
+        for x in range(low, 10**digits):
+            probs[x] = 1 / ((max_digits - min_digits + 1) * (10**digits - low))
+    return probs
+
+
+@lru_cache(maxsize=32)
+def _listed_split(min_digits: int, max_digits: int, ops: tuple[str, ...], tune_fraction: float, test_fraction: float,
+                  split: str) -> list[tuple[tuple[int, str, int], float]] | None:
+    probs = _operand_probabilities(min_digits, max_digits)
+    if len(probs) ** 2 * len(ops) > MAX_LISTED:
+        return None
+    pool = []
+    for op in ops:
+        for a, pa in probs.items():
+            for b, pb in probs.items():
+                if op in COMMUTATIVE and b < a:
+                    continue
+                if split_of(canonical_problem(a, op, b), tune_fraction, test_fraction) == split:
+                    both_orders = 2 if op in COMMUTATIVE and a != b else 1
+                    pool.append(((a, op, b), both_orders * pa * pb / len(ops)))
+    return pool

@@ -12,18 +12,30 @@ count distinct correct answers, the entropy of the answers and pass@k (monitor/d
 
 Demonstrations for the SFT cold start come from a demonstrator who picks uniformly among all correct
 answers (so the cold start is diverse), and with probability sloppy_rate writes a random expression of
-the same numbers instead, most often wrong. Prompts are split into train and held-out sets by a hash of
-the numbers and target, so held-out prompts are never trained on.
+the same numbers instead, most often wrong. Prompts are split into train, tune and test sets by a hash of
+their canonical form, the numbers sorted and the target ("3,5,7=22"; prompts always list the numbers
+sorted, and the set of correct answers depends on the multiset only), so held-out prompts are never
+trained on, whatever the seeds. Evaluation sets hold distinct prompts (rewardlab/tasks/splits.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
+import math
 import random
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
+
+from .splits import (
+    EVAL_SPLITS,
+    check_fractions,
+    check_split,
+    draw_distinct,
+    sample_without_replacement,
+    split_of,
+)
 
 OPERATORS = "+-*/"
 MAX_EXPRESSION_CHARS = 64  # a longer completion is rejected before parsing
@@ -211,10 +223,16 @@ def all_solutions(numbers: tuple[int, ...]) -> dict[int, tuple[str, ...]]:
     return {value: tuple(sorted(texts)) for value, texts in found.items()}
 
 
-def _is_heldout(numbers: list[int], target: int, heldout_fraction: float) -> bool:
-    key = ",".join(map(str, sorted(numbers))) + f"={target}"
-    digest = hashlib.blake2b(key.encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "little") / 2**32 < heldout_fraction
+def canonical_prompt(numbers: list[int], target: int) -> str:
+    """A prompt's canonical form: the numbers sorted, then the target.
+
+    >>> canonical_prompt([7, 3, 5], 22)
+    '3,5,7=22'
+    """
+    return ",".join(map(str, sorted(numbers))) + f"={target}"
+
+
+MAX_LISTED_TREES = 100_000  # an evaluation split is listed (and sampled exactly) up to this much enumeration
 
 
 @dataclass
@@ -226,6 +244,7 @@ class CountdownTask:
     min_target/max_target: targets are drawn among the integers reachable in this range.
     min_solutions: only prompts with at least this many distinct correct expressions (diversity needs > 1).
     sloppy_rate: the share of demonstrations that are a random expression of the numbers (usually wrong).
+    heldout_fraction: the share of prompts in the test split; tune_fraction: in the tune split.
     chat: prompts as chat messages instead of plain text.
     """
 
@@ -236,6 +255,7 @@ class CountdownTask:
     min_solutions: int = 2
     sloppy_rate: float = 0.0
     heldout_fraction: float = 0.2
+    tune_fraction: float = 0.1
     chat: bool = False
 
     name = "countdown"
@@ -249,20 +269,84 @@ class CountdownTask:
             raise ValueError(f"countdown: min_target ({self.min_target}) is above max_target ({self.max_target})")
         if not 0 <= self.sloppy_rate <= 1:
             raise ValueError(f"countdown: sloppy_rate must be in [0, 1], got {self.sloppy_rate}")
-        if not 0 < self.heldout_fraction < 1:
-            raise ValueError(f"countdown: heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
+        check_fractions("countdown", self.tune_fraction, self.heldout_fraction)
         if self.min_solutions < 1:
             raise ValueError(f"countdown: min_solutions must be >= 1, got {self.min_solutions}")
 
+    # ------------------------------------------------------------------ splits
+
+    def split_of(self, numbers: list[int], target: int) -> str:
+        """The split ("train", "tune" or "test") of a prompt: a hash of its canonical form."""
+        return split_of(canonical_prompt(numbers, target), self.tune_fraction, self.heldout_fraction)
+
+    def canonical(self, record: dict) -> str:
+        """The canonical form of a record's prompt ("3,5,7=22")."""
+        return canonical_prompt(record["numbers"], record["target"])
+
+    def _targets(self, solutions: dict[int, tuple[str, ...]]) -> list[int]:
+        return sorted(t for t, s in solutions.items() if self.min_target <= t <= self.max_target and len(s) >= self.min_solutions)
+
+    def split_problems(self, split: str) -> list[tuple[tuple[tuple[int, ...], int], float]] | None:
+        """Every prompt (numbers, target) of a split with its (unnormalised) probability under the generator,
+        or None when listing them would enumerate too many expressions (then splits are sampled by rejection)."""
+        check_split(split)
+        trees = math.factorial(self.num_numbers) * math.comb(2 * self.num_numbers - 2, self.num_numbers - 1) // self.num_numbers
+        if math.comb(self.max_number + self.num_numbers - 1, self.num_numbers) * trees * 4 ** (self.num_numbers - 1) > MAX_LISTED_TREES:
+            return None
+        pool = []
+        for numbers in itertools.combinations_with_replacement(range(1, self.max_number + 1), self.num_numbers):
+            targets = self._targets(all_solutions(numbers))
+            orders = math.factorial(self.num_numbers) / math.prod(math.factorial(c) for c in Counter(numbers).values())
+            for target in targets:
+                if self.split_of(list(numbers), target) == split:
+                    pool.append(((numbers, target), orders / self.max_number**self.num_numbers / len(targets)))
+        return pool
+
+    # ------------------------------------------------------------------ records
+
+    def _draw(self, rng: random.Random) -> tuple[list[int], int] | None:
+        numbers = sorted(rng.randint(1, self.max_number) for _ in range(self.num_numbers))
+        targets = self._targets(all_solutions(tuple(numbers)))
+        return (numbers, rng.choice(targets)) if targets else None
+
+    def _record(self, numbers: list[int], target: int, rng: random.Random) -> dict:
+        answers = all_solutions(tuple(numbers))[target]
+        completion = rng.choice(answers)
+        if rng.random() < self.sloppy_rate:
+            order = tuple(rng.sample(numbers, len(numbers)))
+            completion = _render(rng.choice(list(_trees(order))))[0]
+        text = f"{','.join(map(str, numbers))}={target}:"
+        prompt = [{"role": "user", "content": text}] if self.chat else text
+        return {
+            "prompt": prompt, "numbers": numbers, "target": target, "answer": rng.choice(answers),
+            "completion": completion, "num_solutions": len(answers),
+        }
+
     def generate(self, n: int, seed: int, split: str = "train") -> list[dict]:
-        """n records {"prompt", "numbers", "target", "answer", "completion", "num_solutions"} from a split.
+        """n records {"prompt", "numbers", "target", "answer", "completion", "num_solutions"} from a split
+        ("train", "tune" or "test"); a tune or test set holds n distinct prompts (all of the split, with a
+        warning, when it has fewer).
 
         "answer" is one correct expression (a reference, e.g. for a self-teacher); "completion" is the
         demonstrator's, right or (with sloppy_rate) not.
         """
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        check_split(split)
         rng = random.Random(f"countdown-{split}-{seed}")
+        if split in EVAL_SPLITS:
+            what = f"the countdown {split} split"
+            pool = self.split_problems(split)
+            if pool is not None:
+                problems = [(list(numbers), target) for numbers, target in sample_without_replacement(pool, n, rng, what)]
+            else:
+
+                def draw():
+                    drawn = self._draw(rng)
+                    if drawn is None or self.split_of(*drawn) != split:
+                        return None
+                    return canonical_prompt(*drawn), drawn
+
+                problems = draw_distinct(draw, n, what)
+            return [self._record(numbers, target, rng) for numbers, target in problems]
         records: list[dict] = []
         attempts = 0
         while len(records) < n:
@@ -272,25 +356,9 @@ class CountdownTask:
                     "countdown: could not find enough prompts with these options; widen the target range, "
                     "raise max_number or lower min_solutions"
                 )
-            numbers = sorted(rng.randint(1, self.max_number) for _ in range(self.num_numbers))
-            solutions = all_solutions(tuple(numbers))
-            targets = [t for t, s in solutions.items() if self.min_target <= t <= self.max_target and len(s) >= self.min_solutions]
-            if not targets:
-                continue
-            target = rng.choice(sorted(targets))
-            if _is_heldout(numbers, target, self.heldout_fraction) != (split == "test"):
-                continue
-            answers = solutions[target]
-            completion = rng.choice(answers)
-            if rng.random() < self.sloppy_rate:
-                order = tuple(rng.sample(numbers, len(numbers)))
-                completion = _render(rng.choice(list(_trees(order))))[0]
-            text = f"{','.join(map(str, numbers))}={target}:"
-            prompt = [{"role": "user", "content": text}] if self.chat else text
-            records.append({
-                "prompt": prompt, "numbers": numbers, "target": target, "answer": rng.choice(answers),
-                "completion": completion, "num_solutions": len(answers),
-            })
+            drawn = self._draw(rng)
+            if drawn is not None and self.split_of(*drawn) == split:
+                records.append(self._record(*drawn, rng))
         return records
 
     def reward_functions(self) -> list:

@@ -16,17 +16,29 @@ sigmoid((gold(a) - gold(b)) / label_noise), so label_noise = 0 always prefers th
 values flip more labels. Reward-model accuracy and policy improvement are then measured against the
 gold scorer, the truth the labels were drawn from (Gao et al., arXiv 2210.10760).
 
-Prompts are split into train and held-out sets by a hash of the letters, so held-out prompts are never
-trained on, whatever the seeds.
+Prompts are split into train, tune and test sets by a hash of their canonical form, the prompt's letters
+sorted ("qdk:" and "kdq:" -> "dkq"): the ideal reply, and every gold score, depend on the set of letters
+only, so a reordered prompt is the same problem and never crosses splits, whatever the seeds. Evaluation
+sets hold distinct letter sets (rewardlab/tasks/splits.py).
 """
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 import math
 import random
 import string
 from dataclasses import dataclass
+from functools import lru_cache
+
+from .splits import (
+    EVAL_SPLITS,
+    check_fractions,
+    check_split,
+    draw_distinct,
+    sample_without_replacement,
+    split_of,
+)
 
 GOLD_MAX = 5.0
 
@@ -80,9 +92,24 @@ def win_rate(policy_scores: list[float], reference_scores: list[float]) -> float
     return wins / len(policy_scores)
 
 
-def _is_heldout(letters: str, heldout_fraction: float) -> bool:
-    digest = hashlib.blake2b(letters.encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "little") / 2**32 < heldout_fraction
+def canonical_letters(letters: str) -> str:
+    """A prompt's canonical form: its letters sorted (the ideal reply). "qdk" and "kdq" -> "dkq".
+
+    >>> canonical_letters("qdk"), canonical_letters("kdq")
+    ('dkq', 'dkq')
+    """
+    return "".join(sorted(letters))
+
+
+MAX_LISTED = 200_000  # an evaluation split is listed (and sampled exactly) up to this many letter sets
+
+
+@lru_cache(maxsize=32)
+def _listed_split(alphabet: str, num_letters: int, tune_fraction: float, test_fraction: float, split: str) -> list[tuple[str, float]] | None:
+    if math.comb(len(alphabet), num_letters) > MAX_LISTED:
+        return None
+    sets = ("".join(sorted(c)) for c in itertools.combinations(alphabet, num_letters))
+    return [(key, 1.0) for key in sets if split_of(key, tune_fraction, test_fraction) == split]
 
 
 @dataclass
@@ -94,6 +121,7 @@ class PreferenceTask:
     max_extra: the demonstrator adds 0..max_extra stray letters (uniformly many).
     sorted_prob: the demonstrator sorts its reply with this probability (otherwise shuffles it).
     label_noise: temperature of the Bradley-Terry draw that labels pairs (0: always the better reply).
+    heldout_fraction: the share of letter sets in the test split; tune_fraction: in the tune split.
     chat: prompts and completions as chat messages instead of plain text.
     """
 
@@ -104,6 +132,7 @@ class PreferenceTask:
     sorted_prob: float = 0.4
     label_noise: float = 0.5
     heldout_fraction: float = 0.2
+    tune_fraction: float = 0.1
     chat: bool = False
 
     name = "preference"
@@ -116,7 +145,8 @@ class PreferenceTask:
                 f"preference: need 1 <= num_letters <= len(alphabet) - max_extra, got {self.num_letters} "
                 f"with {len(self.alphabet)} letters and max_extra {self.max_extra}"
             )
-        for name in ("keep_prob", "sorted_prob", "heldout_fraction"):
+        check_fractions("preference", self.tune_fraction, self.heldout_fraction)
+        for name in ("keep_prob", "sorted_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"preference: {name} must be in [0, 1], got {getattr(self, name)}")
         if self.label_noise < 0 or self.max_extra < 0:
@@ -124,11 +154,33 @@ class PreferenceTask:
 
     # ------------------------------------------------------------------ drawing prompts and replies
 
+    def split_of(self, letters: str) -> str:
+        """The split ("train", "tune" or "test") of a prompt's letters: a hash of their canonical form."""
+        return split_of(canonical_letters(letters), self.tune_fraction, self.heldout_fraction)
+
+    def canonical(self, record: dict) -> str:
+        """The canonical form of a record's prompt ("qdk:" -> "dkq")."""
+        return canonical_letters(prompt_letters(record["prompt"]))
+
     def _letters(self, rng: random.Random, split: str) -> str:
         while True:
             letters = "".join(rng.sample(self.alphabet, self.num_letters))
-            if _is_heldout(letters, self.heldout_fraction) == (split == "test"):
+            if self.split_of(letters) == split:
                 return letters
+
+    def _distinct_letters(self, n: int, rng: random.Random, split: str) -> list[str]:
+        """n prompts' letters with distinct canonical forms from an evaluation split (all, with a warning,
+        when it has fewer)."""
+        what = f"the preference {split} split"
+        pool = _listed_split(self.alphabet, self.num_letters, self.tune_fraction, self.heldout_fraction, split)
+        if pool is not None:
+            return ["".join(rng.sample(key, len(key))) for key in sample_without_replacement(pool, n, rng, what)]
+
+        def draw():
+            letters = "".join(rng.sample(self.alphabet, self.num_letters))
+            return (canonical_letters(letters), letters) if self.split_of(letters) == split else None
+
+        return draw_distinct(draw, n, what)
 
     def demonstrate(self, letters: str, rng: random.Random) -> str:
         """One careless demonstration: some prompt letters dropped, stray ones added, often unsorted."""
@@ -151,30 +203,36 @@ class PreferenceTask:
     def _reply(self, text: str) -> str | list[dict]:
         return [{"role": "assistant", "content": text}] if self.chat else text
 
-    def _check_split(self, split: str) -> None:
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-
     def generate(self, n: int, seed: int, split: str = "train") -> list[dict]:
-        """n supervised records {"prompt", "completion"} (careless demonstrations) from a split."""
-        self._check_split(split)
+        """n supervised records {"prompt", "completion"} (careless demonstrations) from a split ("train",
+        "tune" or "test"); a tune or test set holds n distinct letter sets (all of the split when fewer)."""
+        check_split(split)
         rng = random.Random(f"preference-sft-{split}-{seed}")
-        records = []
-        for _ in range(n):
-            letters = self._letters(rng, split)
-            records.append({"prompt": self._prompt(letters), "completion": self._reply(self.demonstrate(letters, rng))})
-        return records
+        if split in EVAL_SPLITS:
+            letter_list = self._distinct_letters(n, rng, split)
+        else:
+            letter_list = [self._letters(rng, split) for _ in range(n)]
+        return [{"prompt": self._prompt(letters), "completion": self._reply(self.demonstrate(letters, rng))} for letters in letter_list]
 
     def preference_pairs(self, n: int, seed: int, split: str = "train") -> list[dict]:
         """n pairs {"prompt", "chosen", "rejected"}: two demonstrations with different gold scores,
-        labelled by a Bradley-Terry draw at temperature label_noise."""
-        self._check_split(split)
+        labelled by a Bradley-Terry draw at temperature label_noise. A tune or test set holds n distinct
+        letter sets (all of the split, with a warning, when it has fewer)."""
+        check_split(split)
         rng = random.Random(f"preference-pairs-{split}-{seed}")
+        held_out = split in EVAL_SPLITS
+        # a held-out set walks through distinct letter sets, trying each a few times for a pair that differs
+        queue = self._distinct_letters(n, rng, split) if held_out else []
         records = []
         while len(records) < n:
-            letters = self._letters(rng, split)
-            a, b = self.demonstrate(letters, rng), self.demonstrate(letters, rng)
-            gap = gold_score(letters, a) - gold_score(letters, b)
+            if held_out and not queue:
+                break
+            letters = queue.pop(0) if held_out else self._letters(rng, split)
+            for _ in range(20 if held_out else 1):
+                a, b = self.demonstrate(letters, rng), self.demonstrate(letters, rng)
+                gap = gold_score(letters, a) - gold_score(letters, b)
+                if gap != 0:
+                    break
             if gap == 0:
                 continue  # no preference to learn from; draw another prompt
             p_a = (1.0 if gap > 0 else 0.0) if self.label_noise == 0 else 1 / (1 + math.exp(-gap / self.label_noise))

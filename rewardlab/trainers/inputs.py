@@ -6,10 +6,11 @@ import importlib
 import logging
 from typing import Any
 
-from ..config import CommonConfig
+from ..config import CommonConfig, ConfigError
 from ..data import DataError, load_records, render_completion, render_prompt, validate_prompt_records
 from ..rewards import REWARDS, RewardFunctions
 from ..tasks import make_task
+from ..tasks.splits import EVAL_SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,20 @@ def train_records(cfg: CommonConfig, n: int, required: tuple[str, ...] = ("promp
     return records
 
 
-def eval_records(cfg: CommonConfig, n: int | None = None, seed: int | None = None) -> list[dict]:
+def eval_split(cfg: CommonConfig) -> str:
+    """The held-out split evaluation draws from (cfg.eval_split): "test" (report) or "tune" (choose)."""
+    split = getattr(cfg, "eval_split", "test")
+    if split not in EVAL_SPLITS:
+        raise ConfigError(f"eval_split must be 'tune' or 'test', got {split!r} (the train split is what training draws from)")
+    return split
+
+
+def eval_records(cfg: CommonConfig, n: int | None = None, seed: int | None = None, split: str | None = None) -> list[dict]:
+    """The held-out records: the eval dataset's first n, or n distinct problems of the task's eval_split
+    (tune or test; all of it, with a warning, when the split has fewer)."""
     n = cfg.eval_n if n is None else n
     seed = cfg.eval_seed if seed is None else seed
+    split = eval_split(cfg) if split is None else split
     if cfg.eval_dataset:
         records = load_records(cfg.eval_dataset)[:n]
         validate_prompt_records(records, source=cfg.eval_dataset)
@@ -44,7 +56,7 @@ def eval_records(cfg: CommonConfig, n: int | None = None, seed: int | None = Non
         from .env_rollouts import demonstration_records
 
         return demonstration_records(cfg, n, split="test")
-    return task_of(cfg).generate(n, seed=seed, split="test")
+    return task_of(cfg).generate(n, seed=seed, split=split)
 
 
 def encode_prompt(prompt: str | list[dict], tokenizer, max_length: int | None = None) -> tuple[list[int], bool]:
