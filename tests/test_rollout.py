@@ -98,8 +98,9 @@ def test_top_k_one_is_greedy_and_top_p_keeps_the_nucleus():
     # probs ~ [0.03, 0.50, 0.07, 0.41]: top_p 0.6 keeps tokens 1 and 3 only
     tokens, logprobs = sample_tokens(logits.repeat(400, 1), SamplingParams(top_p=0.6))
     assert set(tokens.tolist()) == {1, 3}
-    # reported log-probs are under the unfiltered distribution (what the trainer recomputes)
-    assert torch.allclose(logprobs, torch.log_softmax(logits, -1)[0, tokens], atol=1e-6)
+    # reported log-probs are under the filtered distribution they were drawn from (renormalised over 1 and 3)
+    kept = torch.log_softmax(torch.tensor([3.0, 2.9]), -1)
+    assert torch.allclose(logprobs, torch.where(tokens == 1, kept[0], kept[1]), atol=1e-6)
 
 
 def test_engine_rejects_empty_prompt(tiny_model, tokenizer):

@@ -20,6 +20,30 @@ def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Te
     return logits.gather(-1, index.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
+def filter_logits(scaled_logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Temperature-scaled logits [..., V] with the tokens outside top-k / the top-p nucleus set to -inf.
+
+    The sampler draws from softmax of this, and the trainer recomputes log-probs under the same filtered
+    distribution, so the two agree on what was sampled (a token always stays: the most likely one).
+    The filter is chosen without gradient; gradients flow through the kept logits.
+
+    >>> filter_logits(torch.tensor([0.0, 3.0, 1.0, 2.9]), top_k=2).tolist()
+    [-inf, 3.0, -inf, 2.9000000953674316]
+    """
+    filtered = scaled_logits
+    if top_k > 0:
+        kth = torch.topk(filtered.detach(), min(top_k, filtered.shape[-1]), dim=-1).values[..., -1:]
+        filtered = filtered.masked_fill(filtered.detach() < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(filtered.detach(), descending=True, dim=-1)
+        probs = torch.softmax(sorted_logits, -1)
+        # drop a token when the tokens before it already cover top_p (the first token always stays)
+        drop_sorted = (probs.cumsum(-1) - probs) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        filtered = filtered.masked_fill(drop, float("-inf"))
+    return filtered
+
+
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions counted over real tokens only, so left padding does not shift the rotary phase."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -36,13 +60,14 @@ def last_hidden_states(backbone: torch.nn.Module, input_ids: torch.Tensor, atten
 
 
 def _chunk_logprobs(
-    lm_head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, inv_temperature: float
+    lm_head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, inv_temperature: float, top_k: int, top_p: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = lm_head(hidden).float() * inv_temperature
+    logits = filter_logits(lm_head(hidden).float() * inv_temperature, top_k, top_p)
     lse = torch.logsumexp(logits, dim=-1)
     logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
     with torch.no_grad():
-        entropy = lse - (torch.softmax(logits, dim=-1) * logits).sum(-1)
+        probs = torch.softmax(logits, dim=-1)
+        entropy = lse - (probs * logits.masked_fill(probs == 0, 0.0)).sum(-1)
     return logp, entropy
 
 
@@ -53,12 +78,16 @@ def token_logprobs(
     num_completion_tokens: int,
     temperature: float = 1.0,
     chunk_size: int = 2048,
+    top_k: int = 0,
+    top_p: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs and entropies of the last `num_completion_tokens` tokens of each row.
 
     input_ids, attention_mask: [B, L] = prompt (left-padded) followed by completion (right-padded).
     Returns (logp [B, C], entropy [B, C]); entropy carries no gradient. Logits are divided by
-    `temperature` (use the sampling temperature; 0 means greedy and is treated as 1).
+    `temperature` (use the sampling temperature; 0 means greedy and is treated as 1). top_k / top_p give
+    the log-probs under the sampler's filtered distribution (filter_logits), as the engine reports them;
+    a token outside the kept set gets -inf, so pass them only for the policy that sampled the tokens.
     """
     C = num_completion_tokens
     hidden = last_hidden_states(model.get_decoder(), input_ids, attention_mask)
@@ -72,9 +101,9 @@ def token_logprobs(
     for start in range(0, hidden.shape[0], chunk_size):
         h, y = hidden[start : start + chunk_size], targets[start : start + chunk_size]
         if recompute:
-            lp, ent = checkpoint(_chunk_logprobs, lm_head, h, y, inv_t, use_reentrant=False)
+            lp, ent = checkpoint(_chunk_logprobs, lm_head, h, y, inv_t, top_k, top_p, use_reentrant=False)
         else:
-            lp, ent = _chunk_logprobs(lm_head, h, y, inv_t)
+            lp, ent = _chunk_logprobs(lm_head, h, y, inv_t, top_k, top_p)
         logps.append(lp)
         entropies.append(ent)
     B = input_ids.shape[0]

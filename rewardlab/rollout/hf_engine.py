@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from ..models.logprobs import position_ids_from_mask
+from ..models.logprobs import filter_logits, position_ids_from_mask
 from .ops import concat_rollouts
 from .types import Rollout, SamplingParams
 
@@ -28,26 +28,15 @@ def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
 
 
 def sample_tokens(logits: torch.Tensor, params: SamplingParams) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next tokens [B] and their log-probs under softmax(logits / T) (before top-k/top-p filtering,
-    which is the distribution the trainer recomputes). Temperature 0 is greedy."""
+    """Next tokens [B] and their log-probs under the distribution they were drawn from: softmax of
+    logits / T after top-k/top-p filtering (filter_logits), which the trainer recomputes with the same
+    settings. Temperature 0 is greedy."""
     logits = logits.float()
     if params.temperature == 0:
         tokens = logits.argmax(-1)
         return tokens, torch.log_softmax(logits, -1).gather(-1, tokens[:, None]).squeeze(-1)
-    scaled = logits / params.temperature
-    logprobs = torch.log_softmax(scaled, -1)
-    filtered = scaled
-    if params.top_k > 0:
-        kth = torch.topk(filtered, min(params.top_k, filtered.shape[-1]), dim=-1).values[:, -1:]
-        filtered = filtered.masked_fill(filtered < kth, float("-inf"))
-    if params.top_p < 1.0:
-        sorted_logits, order = torch.sort(filtered, descending=True, dim=-1)
-        cumulative = torch.softmax(sorted_logits, -1).cumsum(-1)
-        # drop a token when the tokens before it already cover top_p (the first token always stays)
-        drop_sorted = (cumulative - torch.softmax(sorted_logits, -1)) >= params.top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        filtered = filtered.masked_fill(drop, float("-inf"))
-    tokens = torch.multinomial(torch.softmax(filtered, -1), 1).squeeze(-1)
+    logprobs = torch.log_softmax(filter_logits(logits / params.temperature, params.top_k, params.top_p), -1)
+    tokens = torch.multinomial(logprobs.exp(), 1).squeeze(-1)
     return tokens, logprobs.gather(-1, tokens[:, None]).squeeze(-1)
 
 

@@ -165,6 +165,9 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             part.load_state_dict(extra_state[name])
     engine = HFEngine(model, tok)
     sampling = SamplingParams(cfg.max_completion_length, cfg.temperature, cfg.top_p, cfg.top_k)
+    # the policy's log-probs are recomputed under the distribution the engine sampled from (the reference's
+    # are not filtered: a sampled token may lie outside its top-k)
+    sampler_filter = {"top_k": cfg.top_k, "top_p": cfg.top_p}
     order = torch.randperm(len(records), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
     cursor = extra_state.get("data_cursor", 0)
 
@@ -246,7 +249,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         t_train = time.time()
         model.train()
         with torch.no_grad():
-            old_logp = token_logprobs(model, input_ids, attention, C, cfg.temperature)[0] if cfg.num_iterations > 1 else None
+            old_logp = token_logprobs(model, input_ids, attention, C, cfg.temperature, **sampler_filter)[0] if cfg.num_iterations > 1 else None
             ref_logp = None
             if reference is not None:
                 with reference.context():
@@ -287,7 +290,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             for start in range(0, rows_total, mb):
                 rows = slice(start, min(start + mb, rows_total))
                 mask = completion_mask[rows]
-                logp, entropy = token_logprobs(model, input_ids[rows], attention[rows], C, cfg.temperature)
+                logp, entropy = token_logprobs(model, input_ids[rows], attention[rows], C, cfg.temperature, **sampler_filter)
                 old = old_logp[rows] if old_logp is not None else logp.detach()
                 per_token, loss_metrics = policy_loss_fn(logp, old, advantages[rows], mask, cfg.epsilon, cfg.epsilon_high or None)
                 if cfg.objective in ("sdpo", "srpo"):
@@ -338,6 +341,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             **token_stats,
             "reward_length_corr": reward_length_correlation(rewards.tolist(), rollout.completion_lengths.tolist()),
             "zero_variance_groups": zero_var_fraction,
+            # after dynamic sampling: the groups actually trained on (0 unless it gave up refilling)
+            "zero_variance_groups_trained": group_stats(rewards, rollout.group_index)[2],
             "completion_length": float(lengths.mean()),
             "completion_length_min": float(lengths.min()),
             "completion_length_max": float(lengths.max()),

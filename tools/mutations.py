@@ -1,0 +1,128 @@
+"""The breakages `make mutate` applies, one at a time (tools/mutate.py runs them).
+
+Each names one exact snippet of one file (it must occur there exactly once) and what replaces it, why the
+change matters, and the test files that should notice. Keep `old` as short as stays unique: a snippet
+that no longer matches stops `make mutate` with a message, so a refactor updates it here on purpose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    path: str
+    old: str
+    new: str
+    why: str
+    tests: list[str] = field(default_factory=list)
+
+
+ONLINE_TESTS = ["tests/test_learning_online.py"]
+
+ONLINE: list[Mutation] = [
+    Mutation('online: loss sign flipped before backward', 'rewardlab/trainers/online.py',
+             '(loss * weight).backward()',
+             '(-loss * weight).backward()',
+             'every online method must raise its reward, not lower it', ONLINE_TESTS),
+    Mutation('online: gspo replaced by the PPO clip', 'rewardlab/trainers/online.py',
+             'POLICY_LOSSES[cfg.policy_loss]',
+             'POLICY_LOSSES["ppo_clip"]',
+             'policy_loss must pick the loss', ONLINE_TESTS),
+    Mutation('online: aggregation forced to token_mean', 'rewardlab/trainers/online.py',
+             'AGGREGATIONS[aggregation]',
+             'AGGREGATIONS["token_mean"]',
+             'loss_type must pick the aggregation', ONLINE_TESTS),
+    Mutation('online: loss_type ignored', 'rewardlab/trainers/online.py',
+             'aggregation = LOSS_TYPES.get(cfg.loss_type, cfg.loss_type)',
+             'aggregation = "seq_mean_token_mean"',
+             'loss_type must pick the aggregation', ONLINE_TESTS),
+    Mutation('online: advantage forced to grpo', 'rewardlab/trainers/online.py',
+             'advantage_fn = None if token_level else ADVANTAGES[cfg.advantage]',
+             'advantage_fn = None if token_level else ADVANTAGES["grpo"]',
+             'RLOO and Dr. GRPO must run their own estimators', ONLINE_TESTS),
+    Mutation('online: scale_rewards ignored', 'rewardlab/trainers/online.py',
+             'return {"scale_rewards": cfg.scale_rewards} if',
+             'return {"scale_rewards": "group"} if',
+             'scale_rewards must reach the grpo estimator', ONLINE_TESTS),
+    Mutation('online: KL term dropped from the loss', 'rewardlab/trainers/online.py',
+             'per_token = per_token + kl_ctl.value * kl',
+             'per_token = per_token',
+             'beta must pull the policy toward the reference', ONLINE_TESTS),
+    Mutation('online: beta ignored in the per-token reward', 'rewardlab/trainers/online.py',
+             'ref_logp, completion_mask, kl_ctl.value)',
+             'ref_logp, completion_mask, 0.0)',
+             'REINFORCE++/PPO put the KL penalty in the reward', ONLINE_TESTS),
+    Mutation('online: DAPO dynamic sampling off', 'rewardlab/trainers/online.py',
+             'if cfg.dynamic_sampling:',
+             'if False:',
+             'dynamic sampling must drop zero-variance groups', ONLINE_TESTS),
+    Mutation('online: overlong penalty off', 'rewardlab/trainers/online.py',
+             'if cfg.overlong_buffer:',
+             'if False:',
+             "DAPO's overlong shaping must reach the reward", ONLINE_TESTS),
+    Mutation('online: missing_eos_penalty ignored', 'rewardlab/trainers/online.py',
+             'if cfg.missing_eos_penalty:',
+             'if False:',
+             'the penalty must reach the reward', ONLINE_TESTS),
+    Mutation('online: mask_truncated_completions ignored', 'rewardlab/trainers/online.py',
+             'if cfg.mask_truncated_completions:',
+             'if False:',
+             'truncated completions must leave the loss', ONLINE_TESTS),
+    Mutation('online: epsilon_high ignored', 'rewardlab/trainers/online.py',
+             'advantages[rows], mask, cfg.epsilon, cfg.epsilon_high or None)',
+             'advantages[rows], mask, cfg.epsilon, None)',
+             'clip-higher must widen the upper clip', ONLINE_TESTS),
+    Mutation('online: num_iterations ignored', 'rewardlab/trainers/online.py',
+             'for _ in range(cfg.num_iterations):',
+             'for _ in range(1):',
+             'several updates per rollout must run', ONLINE_TESTS),
+    Mutation('online: max_prompt_length ignored', 'rewardlab/trainers/online.py',
+             'encode_prompt(r["prompt"], tok, cfg.max_prompt_length) for r in batch',
+             'encode_prompt(r["prompt"], tok, None) for r in batch',
+             'long prompts must be truncated', ONLINE_TESTS),
+    Mutation('online: RLSD reweighting off', 'rewardlab/trainers/online.py',
+             'if cfg.objective == "rlsd":',
+             'if False:',
+             'RLSD must reweight the advantages per token', ONLINE_TESTS),
+    Mutation('online: rlsd_lambda ignored', 'rewardlab/trainers/online.py',
+             'cfg.rlsd_lambda, cfg.rlsd_eps)',
+             '1.0, cfg.rlsd_eps)',
+             'rlsd_lambda 0 must be plain GRPO', ONLINE_TESTS),
+    Mutation('online: PPO value loss sign flipped', 'rewardlab/trainers/online.py',
+             'loss = loss + cfg.vf_coef * v_loss',
+             'loss = loss - cfg.vf_coef * v_loss',
+             'the critic must learn the value', ONLINE_TESTS),
+    Mutation('online: vf_coef ignored', 'rewardlab/trainers/online.py',
+             'loss = loss + cfg.vf_coef * v_loss',
+             'loss = loss + 0.1 * v_loss',
+             'vf_coef must weight the value loss', ONLINE_TESTS),
+    Mutation('online: cliprange_value ignored', 'rewardlab/trainers/online.py',
+             'cfg.cliprange_value or None)',
+             'None)',
+             'value clipping must apply', ONLINE_TESTS),
+    Mutation("online: top_k/top_p ignored in the trainer's log-probs", 'rewardlab/trainers/online.py',
+             'sampler_filter = {"top_k": cfg.top_k, "top_p": cfg.top_p}',
+             'sampler_filter = {}',
+             'the trainer must score the distribution the engine sampled', ONLINE_TESTS),
+    Mutation('online: engine reports unfiltered log-probs', 'rewardlab/rollout/hf_engine.py',
+             'torch.log_softmax(filter_logits(logits / params.temperature, params.top_k, params.top_p), -1)',
+             'torch.log_softmax(logits / params.temperature, -1)',
+             'sampled log-probs must be those of the filtered distribution', ONLINE_TESTS),
+    Mutation('online: flowrl trajectory-balance loss negated', 'rewardlab/algos/flowrl.py',
+             'loss = (weights * delta.square()).mean()',
+             'loss = -(weights * delta.square()).mean()',
+             'FlowRL must move toward its target distribution', ONLINE_TESTS),
+    Mutation('online: sdpo distillation direction flipped', 'rewardlab/algos/distill.py',
+             'per_token = torch.where(valid, weight * gap * logp, 0.0)',
+             'per_token = torch.where(valid, -weight * gap * logp, 0.0)',
+             'SDPO must move the student toward its self-teacher', ONLINE_TESTS),
+]
+
+# the other groups live beside this file, one module each, so that each area keeps its own list
+from mutations_offline import OFFLINE  # noqa: E402
+from mutations_splits import SPLITS  # noqa: E402
+
+MUTATIONS: list[Mutation] = ONLINE + OFFLINE + SPLITS
