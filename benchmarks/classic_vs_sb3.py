@@ -10,7 +10,7 @@ training call (model construction included; rewardlab also writes its run direct
 checkpoint, plots). Final return: the trained greedy policy, 100 episodes on seeds 1000..1099, scored
 by the same evaluation function for both.
 
-Hyperparameters: rewardlab's defaults (ALGORITHMS.md §9), translated where the libraries spell the
+Hyperparameters: rewardlab's defaults (docs/algorithms.md#classic-rl-defaults), translated where the libraries spell the
 same thing differently (see sb3_model). Where one library lacks an option, both run without it:
 - PPO: value clipping off (SB3's clip_range_vf clips differently from CleanRL's clip_vloss).
 - DQN: plain DQN targets (SB3 has no Double DQN). SB3 hard-codes the Huber loss; with it, CleanRL's

@@ -486,10 +486,10 @@ METHOD_PRESETS: dict[str, tuple[type, dict[str, Any]]] = {
     "dapo": (GRPOConfig, {"loss_type": "dapo", "epsilon_high": 0.28, "beta": 0.0, "dynamic_sampling": True}),
     "gspo": (GRPOConfig, {"policy_loss": "gspo", "epsilon": 3e-4, "epsilon_high": 4e-4, "loss_type": "grpo"}),
     "rloo": (GRPOConfig, {"advantage": "rloo"}),
-    # ALGORITHMS.md section 2 defaults: KL penalty 0.05 in the reward, 4 PPO epochs per rollout
+    # docs/algorithms.md#per-token-advantages: KL penalty 0.05 in the reward, 4 PPO epochs per rollout
     "reinforce_pp": (GRPOConfig, {"advantage": "reinforce_pp", "beta": 0.05}),
     "ppo": (GRPOConfig, {"advantage": "gae", "beta": 0.05, "num_iterations": 4}),
-    # ALGORITHMS.md sections 5-6: FlowRL and the self-distillation hybrids on the same loop
+    # docs/algorithms.md#flowrl and #self-distillation-sdpo-rlsd-srpo: the hybrids on the same loop
     "flowrl": (GRPOConfig, {"objective": "flowrl"}),
     "sdpo": (GRPOConfig, {"objective": "sdpo", "loss_type": "dapo"}),
     "rlsd": (GRPOConfig, {"objective": "rlsd", "teacher_context": "answer"}),

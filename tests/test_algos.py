@@ -1,6 +1,6 @@
 """Hand-computed tests for rewardlab.algos: advantages, policy losses, aggregation, KL, value loss.
 
-Each expected number is derived in a comment from the formula in ALGORITHMS.md; tolerance is
+Each expected number is derived in a comment from the formula in docs/algorithms.md; tolerance is
 1e-5 absolute with rtol 0, so a wrong constant cannot pass.
 """
 

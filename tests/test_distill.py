@@ -1,4 +1,4 @@
-"""Hand-computed tests for distillation and self-distillation losses (ALGORITHMS.md section 6).
+"""Hand-computed tests for distillation and self-distillation losses (docs/algorithms.md: distillation, self-distillation).
 
 The KL directions are checked against a direct sum over a 3-token vocabulary and against torch's
 F.kl_div, whose argument order is the classic trap. Tolerance 1e-5 absolute, rtol 0.

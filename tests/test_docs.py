@@ -66,10 +66,6 @@ def _anchors(markdown: str) -> set[str]:
     return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
 
 
-# Citations in files someone else is editing; remove an entry once its file points at docs/algorithms.md.
-PENDING = {("rewardlab/config.py", "ALGORITHMS.md"), ("rewardlab/trainers/online.py", "ALGORITHMS.md")}
-
-
 def test_package_cites_only_markdown_files_and_sections_that_exist():
     broken = set()
     for path in sorted((ROOT / "rewardlab").rglob("*.py")):
@@ -81,4 +77,4 @@ def test_package_cites_only_markdown_files_and_sections_that_exist():
                 broken.add((name, cited))
             elif anchor and anchor not in _anchors(target.read_text()):
                 broken.add((name, f"{cited}#{anchor}"))
-    assert broken <= PENDING, f"citations of missing files or sections: {sorted(broken - PENDING)}"
+    assert not broken, f"citations of missing files or sections: {sorted(broken)}"

@@ -1,4 +1,4 @@
-"""Hand-computed tests for FlowRL's trajectory-balance loss (ALGORITHMS.md section 5).
+"""Hand-computed tests for FlowRL's trajectory-balance loss (docs/algorithms.md#flowrl).
 
 Tolerance 1e-5 absolute, rtol 0.
 """

@@ -1,4 +1,4 @@
-"""Hand-computed tests for the reward-model, DPO-family and KTO losses (ALGORITHMS.md sections 1 and 4).
+"""Hand-computed tests for the reward-model, DPO-family and KTO losses (docs/algorithms.md: reward model, preference losses).
 
 softplus(x) = log(1 + e^x) and -logsigmoid(z) = softplus(-z) are used in the derivations.
 Tolerance is 1e-5 absolute, rtol 0.

@@ -57,7 +57,7 @@ from .inputs import (
 from .self_distill import SELF_DISTILL_OBJECTIVES, SelfTeacher, self_distill_per_token
 from .setup import finish_run, grad_step, start_run
 
-# Per-token estimators (ALGORITHMS.md sections 2-3); the others are outcome-level, in ADVANTAGES.
+# Per-token estimators (docs/algorithms.md#per-token-advantages); the others are outcome-level, in ADVANTAGES.
 TOKEN_ADVANTAGES = ("gae", "reinforce_pp")
 
 # TRL's loss_type names map onto rewardlab's aggregation names.

@@ -50,7 +50,7 @@ def test_run_directory_layout_and_exact_resume(name, quiet):
     policy, history = module.train(config)
     run_dir = config.run_dir
 
-    # the layout of DESIGN.md
+    # the layout of docs/architecture.md#run-directories
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] >= config.total_steps and summary["eval_episodes"] == 2
     assert load_config_dict(run_dir / "config.yaml")["algo"] == config.algo
