@@ -1,13 +1,16 @@
-"""GRPO, RLOO, REINFORCE++ and PPO on the demo's arithmetic task: same start, same budget, 3 seeds.
+"""GRPO, RLOO, REINFORCE++ and PPO on the demo's arithmetic task: same start, same budget, 5 seeds.
 
-    python benchmarks/online_methods.py [--seeds 0 1 2] [--methods grpo rloo reinforce_pp ppo] [--out runs/online_methods]
+    python benchmarks/online_methods.py [--seeds 0 1 2 3 4] [--methods grpo rloo reinforce_pp ppo] [--out runs/online_methods]
 
 For each seed: the demo's SFT cold start (rewardlab/demo.py settings, that seed), then every method from
 that SFT model with the demo's GRPO budget (steps, prompts per step, group size, learning rate, lengths).
 Each method keeps its own defaults otherwise (config.py METHOD_PRESETS): GRPO and RLOO put no KL term in
 the loss (beta 0); REINFORCE++ and PPO put a KL penalty of 0.05 in the reward, and PPO runs 4 epochs per
-rollout with a critic. Held-out accuracy is measured on eval seed 7 (greedy, 500 problems), a seed no
-run trained or selected on. Wall time is the training loop; tokens are completion tokens generated.
+rollout with a critic. Held-out accuracy is measured on the test split (eval seed 7, greedy, 500
+distinct problems, none of them in training in either operand order). Each method is compared with the
+first one listed by the per-seed difference: its mean, 95% t interval, and an exact sign-flip p-value;
+"no difference" when the interval contains 0. Wall time is the training loop; tokens are completion
+tokens generated.
 
 Writes benchmarks/results/online_methods.md.
 """
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import yaml
 from stages import run_stage  # benchmarks/ is on sys.path when a script there runs
+from stats import mean_sd, paired, verdict
 
 import rewardlab
 from rewardlab.config import config_to_dict
@@ -62,7 +66,7 @@ def heldout_accuracy(model_dir: Path, cfg) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="(none with --merge: only build the table)")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4], help="(none with --merge: only build the table)")
     parser.add_argument("--methods", nargs="+", default=["grpo", "rloo", "reinforce_pp", "ppo"],
                         help="method presets, each optionally with overrides: ppo:num_iterations=2")
     parser.add_argument("--steps", type=int, default=DEMO_GRPO["max_steps"], help="RL steps per method (default: the demo's)")
@@ -101,18 +105,29 @@ def main() -> None:
     for path in args.merge:
         rows += json.loads(Path(path).read_text())
     summary_rows = []
+    baseline = args.methods[0]
+    by_seed = {(r["method"], r["seed"]): r for r in rows}
     for method in args.methods:
-        mine = [r for r in rows if r["method"] == method]
-        acc = [r["final accuracy"] for r in mine]
-        gain = [r["final accuracy"] - r["SFT accuracy"] for r in mine]
-        summary_rows.append({
+        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["seed"])
+        acc = [100 * r["final accuracy"] for r in mine]
+        gain = [100 * (r["final accuracy"] - r["SFT accuracy"]) for r in mine]
+        (acc_mean, acc_sd), (gain_mean, gain_sd) = mean_sd(acc), mean_sd(gain)
+        row = {
             "method": method,
-            "held-out accuracy (mean ± std)": f"{100 * statistics.fmean(acc):.1f} ± {100 * statistics.pstdev(acc):.1f}",
-            "gain over SFT (points)": f"{100 * statistics.fmean(gain):+.1f} ± {100 * statistics.pstdev(gain):.1f}",
-            "per seed": " / ".join(f"{100 * a:.1f}" for a in acc),
-            "train time s (mean)": f"{statistics.fmean(r['train time s'] for r in mine):.0f}",
-            "tokens generated (mean)": f"{statistics.fmean(r['tokens generated'] for r in mine):,.0f}",
-        })
+            "held-out accuracy (mean ± sd)": f"{acc_mean:.1f} ± {acc_sd:.1f}",
+            "gain over SFT (points)": f"{gain_mean:+.1f} ± {gain_sd:.1f}",
+            "per seed": " / ".join(f"{a:.1f}" for a in acc),
+        }
+        if method != baseline:
+            base = [100 * by_seed[(baseline, r["seed"])]["final accuracy"] for r in mine]
+            diff = paired(acc, base)
+            row[f"minus {baseline} (95% CI, p)"] = (f"{diff['mean']:+.1f} [{diff['low']:+.1f}, {diff['high']:+.1f}], "
+                                                    f"p={diff['p']:.2f}: {verdict(diff)}")
+        else:
+            row[f"minus {baseline} (95% CI, p)"] = "-"
+        row["train time s (mean)"] = f"{statistics.fmean(r['train time s'] for r in mine):.0f}"
+        row["tokens generated (mean)"] = f"{statistics.fmean(r['tokens generated'] for r in mine):,.0f}"
+        summary_rows.append(row)
     text = "\n".join([
         "# GRPO, RLOO, REINFORCE++ and PPO on arithmetic",
         "",
@@ -123,7 +138,8 @@ def main() -> None:
         "",
         "Start: the demo's SFT model of each seed. Budget: the demo's GRPO settings "
         f"({args.steps} steps x {DEMO_GRPO['batch_size']} completions, group {DEMO_GRPO['num_generations']}, "
-        f"lr {DEMO_GRPO['learning_rate']}). Held-out: 500 problems of eval seed 7, greedy.",
+        f"lr {DEMO_GRPO['learning_rate']}). Held-out: 500 distinct test-split problems of eval seed 7, greedy. "
+        "Spread: sample sd over seeds; differences are paired by seed.",
         "",
         format_table(summary_rows),
         "",

@@ -297,3 +297,12 @@ def test_engine_and_trainer_agree_on_filtered_log_probs(tokenizer):
                                  top_k=params.top_k, top_p=params.top_p)
         mask = rollout.completion_mask.bool()
         assert torch.allclose(logp[mask], rollout.sampled_logprobs[mask], atol=1e-4), params
+
+
+def test_env_turns_per_episode_trains_on_that_many_turns(tmp_path):
+    # one row per turn (context "last"); a 4-turn bandit episode gives 4 rows, or 1 with env_turns_per_episode=1
+    common = {"env": "bandit", "env_options": {"arms": 3, "horizon": 4, "context": "last"}, "env_reward": "return_to_go",
+              "reward_funcs": [], "max_steps": 1, "batch_size": 8, "num_generations": 4, "eval_n": 2}
+    every = train(tmp_path, "grpo", name="every", **common)[0]
+    one = train(tmp_path, "grpo", name="one", env_turns_per_episode=1, **common)[0]
+    assert every["tokens_generated"] > 3 * one["tokens_generated"] > 0, (every["tokens_generated"], one["tokens_generated"])

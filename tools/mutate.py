@@ -2,10 +2,10 @@
 
 Each mutation in tools/mutations.py replaces one exact snippet of one file (it must occur exactly once, so
 a mutation that no longer applies fails loudly instead of silently testing nothing). For each, the runner
-copies the package and the tests to a scratch folder, applies the change, runs the mutation's test files
-with pytest and records which tests failed. A mutation is caught when at least one test fails; the tests
-run are a subset of the fast suite (`--full` runs the whole fast suite instead), so a caught mutation is
-caught by `make test` too.
+copies the package and the tests to a scratch folder, applies the change, runs the mutation's tests (the
+files or single tests written for that behaviour) with pytest and records which failed. A mutation is
+caught when at least one test fails; the tests run are part of the fast suite (`--full` runs the whole
+fast suite for each mutation instead), so a caught mutation is caught by `make test` too.
 
     python tools/mutate.py                 # every mutation, 2 at a time
     python tools/mutate.py --only online   # names containing "online"
