@@ -180,7 +180,9 @@ class GRPOConfig(CommonConfig):
     temperature: float = 1.0
     """Sampling temperature for rollouts."""
     top_p: float = 1.0
+    """Nucleus sampling for rollouts (1: off). The policy's log-probs in the loss use the same filter."""
     top_k: int = 0
+    """Sample among the k most likely tokens (0: off). The policy's log-probs in the loss use the same filter."""
     max_prompt_length: int = 512
     """Longer prompts are truncated from the left (counted in metrics)."""
     max_completion_length: int = 16
