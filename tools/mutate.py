@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="mutations tested at once (default 2)")
     parser.add_argument("--full", action="store_true", help="run the whole fast suite for each mutation")
     parser.add_argument("--list", action="store_true", help="list the mutations and exit")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="where mutate.json/.md go")
+    parser.add_argument("--out", default="", help="where mutate.json/.md go (default benchmarks/results/; none with --only)")
     args = parser.parse_args(argv)
 
     chosen = [m for m in MUTATIONS if args.only in m.name]
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # the unmutated code must pass the same tests, or a "caught" mutation means nothing
     tests = sorted({t for m in chosen for t in m.tests})
-    print(f"clean run of {len(tests)} test files ...", flush=True)
+    print(f"clean run of the {len(tests)} test selections ...", flush=True)
     clean = check_one(None, tests, args.full)
     if clean["code"] != 0:
         print(clean["output"][-4000:])
@@ -132,21 +132,23 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         rows = list(pool.map(job, chosen))
     survivors = [r["name"] for r in rows if not r["caught"]]
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     summary = {"mutations": len(rows), "caught": len(rows) - len(survivors), "survived": survivors,
                "full_suite": args.full, "wall_s": round(time.time() - t0, 1), "rows": rows}
-    suffix = "" if not args.only else "_partial"
-    (out / f"mutate{suffix}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if args.out or not args.only:  # a partial run does not overwrite the full record unless asked to
+        write_results(Path(args.out or ROOT / "benchmarks" / "results"), summary, rows, args.full)
+    print(f"\n{summary['caught']} of {len(rows)} caught" + (f"; survived: {', '.join(survivors)}" if survivors else ""))
+    return 1 if survivors else 0
+
+
+def write_results(out: Path, summary: dict, rows: list[dict], full: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "mutate.json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = ["| mutation | file | caught | caught by |", "|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['path']} | {'yes' if r['caught'] else '**no**'} | {'<br>'.join(r['caught_by']) or '-'} |")
-    header = (f"`python tools/mutate.py{' --full' if args.full else ''}`: {summary['caught']} of {len(rows)} mutations caught, "
-              f"{summary['wall_s']} s.\n\n")
-    (out / f"mutate{suffix}.md").write_text(header + "\n".join(lines) + "\n")
-    print(f"\n{summary['caught']} of {len(rows)} caught" + (f"; survived: {', '.join(survivors)}" if survivors else ""))
-    return 1 if survivors else 0
+    header = (f"`python tools/mutate.py{' --full' if full else ''}`: {summary['caught']} of {summary['mutations']} mutations "
+              f"caught, {summary['wall_s']} s.\n\n")
+    (out / "mutate.md").write_text(header + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -103,8 +103,9 @@ def warmup_advice(cfg: GRPOConfig) -> str | None:
     """A warning for several updates per rollout without a learning-rate warm-up (None when fine).
 
     Adam's first update moves every weight by about the full learning rate, whatever the gradient's size;
-    PPO takes num_iterations x minibatches of them on its first rollout. On the arithmetic benchmark that
-    collapsed one seed in three (BENCHMARKS.md), and warmup_steps=10 fixed it."""
+    PPO takes num_iterations x minibatches of them on its first rollout. On an earlier version of the
+    arithmetic benchmark that collapsed one seed in three; on the current one no seed of five collapsed
+    (BENCHMARKS.md), so this is a caution, not a measured fix."""
     if cfg.num_iterations > 1 and cfg.warmup_steps == 0:
         return (f"num_iterations={cfg.num_iterations} with warmup_steps=0: the first rollout's Adam updates each move "
                 "every weight by about the full learning rate, which can wreck the starting policy. Consider "
