@@ -203,16 +203,21 @@ def make_teacher(out, steps: int = 10):
     return out / "t" / "final"
 
 
-def teacher_kl(student, teacher, tok) -> float:
-    """Token-mean KL(teacher || student) over the vocabulary at every completion position of the
-    demonstrations (a fixed batch)."""
-    total, n = 0.0, 0
+def completion_log_probs(student, teacher, tok):
+    """(student, teacher) log-softmax over the vocabulary at every completion position of each demonstration."""
     for p in PAIRS:
         prompt_ids = tok(p["prompt"], add_special_tokens=False)["input_ids"]
         ids = torch.tensor([prompt_ids + tok(p["chosen"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]])
         with torch.no_grad():
-            log_s = torch.log_softmax(student(ids).logits[0, len(prompt_ids) - 1 : -1].float(), -1)
-            log_t = torch.log_softmax(teacher(ids).logits[0, len(prompt_ids) - 1 : -1].float(), -1)
+            logits = [model(ids).logits[0, len(prompt_ids) - 1 : -1].float() for model in (student, teacher)]
+        yield tuple(torch.log_softmax(x, -1) for x in logits)
+
+
+def teacher_kl(student, teacher, tok) -> float:
+    """Token-mean KL(teacher || student) over the vocabulary at every completion position of the
+    demonstrations (a fixed batch)."""
+    total, n = 0.0, 0
+    for log_s, log_t in completion_log_probs(student, teacher, tok):
         total += float((log_t.exp() * (log_t - log_s)).sum())
         n += log_s.shape[0]
     return total / n
@@ -236,12 +241,8 @@ def start_jsd(teacher, seed: int, beta: float) -> float:
     student, tok = start_policy(seed)
     teacher = AutoModelForCausalLM.from_pretrained(teacher).eval()
     total, n = 0.0, 0
-    for p in PAIRS:
-        prompt_ids = tok(p["prompt"], add_special_tokens=False)["input_ids"]
-        ids = torch.tensor([prompt_ids + tok(p["chosen"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]])
-        with torch.no_grad():
-            s = torch.softmax(student(ids).logits[0, len(prompt_ids) - 1 : -1].float(), -1)
-            t = torch.softmax(teacher(ids).logits[0, len(prompt_ids) - 1 : -1].float(), -1)
+    for log_s, log_t in completion_log_probs(student, teacher, tok):
+        s, t = log_s.exp(), log_t.exp()
         m = beta * t + (1 - beta) * s
         jsd = beta * (t * (t / m).log()).sum(-1) + (1 - beta) * (s * (s / m).log()).sum(-1)
         total, n = total + float(jsd.sum()), n + len(jsd)

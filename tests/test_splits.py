@@ -1,12 +1,14 @@
 """Train / tune / test splits: held-out problems (in any order of presentation) are never trained on, tune
 and test never share a problem, and an evaluation set holds distinct problems.
 
-Canonical forms are recomputed here, independently of the library, so a library that splits by the
+Canonical forms come from benchmarks/heldout_audit.py, written independently of the library, so a library that splits by the
 ordered string (or by the raw prompt) fails these tests.
 """
 
+import importlib.util
 import itertools
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -17,24 +19,11 @@ from rewardlab.tasks.splits import draw_distinct, sample_without_replacement
 DEMO = {"max_digits": 2, "sloppy_carry_rate": 0.7, "reverse_answer": True}
 
 
-def _text(prompt) -> str:
-    return (prompt if isinstance(prompt, str) else prompt[-1]["content"]).strip()
-
-
-def arithmetic_key(record: dict) -> str:
-    text = _text(record["prompt"]).rstrip("=")
-    i = next(i for i, ch in enumerate(text) if ch in "+-*" and i > 0)
-    a, op, b = int(text[:i]), text[i], int(text[i + 1 :])
-    return f"{min(a, b)}{op}{max(a, b)}" if op in "+*" else f"{a}{op}{b}"
-
-
-def preference_key(record: dict) -> str:
-    return "".join(sorted(_text(record["prompt"]).rstrip(":")))
-
-
-def countdown_key(record: dict) -> str:
-    numbers, target = _text(record["prompt"]).rstrip(":").split("=")
-    return ",".join(sorted(numbers.split(","), key=int)) + "=" + target
+# the audit script's canonical forms, written from the prompt text without the library's split code
+_spec = importlib.util.spec_from_file_location("heldout_audit", Path(__file__).resolve().parents[1] / "benchmarks" / "heldout_audit.py")
+_audit = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_audit)
+arithmetic_key, preference_key, countdown_key = _audit.arithmetic_key, _audit.preference_key, _audit.countdown_key
 
 
 # name, options, key, training rows drawn, eval rows
