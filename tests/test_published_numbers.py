@@ -13,14 +13,14 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURE = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
+FIGURE = re.compile(r"(?<![\w.])\d+\.\d+(?!\w|\.\d)")  # a full stop after a figure ends a sentence
 
 
 def figures(text: str) -> set[str]:
     """The decimal numbers of a text, outside code spans and links' targets.
 
-    >>> sorted(figures("GRPO 58.2% (+24.0) vs `lr 0.5` in [x](results/a1.2.md), v1.16"))
-    ['24.0', '58.2']
+    >>> sorted(figures("GRPO 58.2% (+24.0) vs `lr 0.5` in [x](results/a1.2.md), v1.16, sd 0.019."))
+    ['0.019', '24.0', '58.2']
     """
     text = re.sub(r"`[^`]*`", " ", text)
     text = re.sub(r"\]\([^)]*\)", "]", text)
