@@ -1,17 +1,26 @@
 """Preference learning measured against the gold scorer of the built-in `preference` task, over seeds.
 
-    python benchmarks/preference_gold.py [--seeds 0 1 2] [--stages sft rm dpo ipo simpo kto]
+    python benchmarks/preference_gold.py [--seeds 0 1 2 3 4] [--stages sft tune rm dpo ipo simpo kto]
 
-Per seed, with the built-in tiny model (everything through the `rewardlab` command line; the commands
-are printed and written to the report):
-  1. SFT on the careless demonstrations          examples/sft_preference.yaml
-  2. a reward model from the SFT model            examples/rm_preference.yaml
-     held-out accuracy against the noisy labels and against the noiseless gold order
-  3. DPO, IPO, SimPO and KTO from the SFT model   examples/dpo_preference.yaml (+ loss_type, beta)
-  4. `rewardlab eval` of each against the SFT model on fresh held-out prompts (eval seed 100 + seed):
-     mean gold score of sampled completions and the gold win rate (a tie counts half)
+Everything runs through the `rewardlab` command line with the built-in tiny model; the commands are
+written to the report.
+  1. SFT on the careless demonstrations, per seed      examples/sft_preference.yaml
+  2. tune: DPO's beta, chosen on the tune split         examples/dpo_preference.yaml, beta in --tune-betas,
+     from the first seed's SFT model; each candidate's gold win rate against that SFT model on the
+     tune split (eval seed 100) picks the beta every seed then uses. Nothing here looks at the test split.
+  3. a reward model from the SFT model (optional)       examples/rm_preference.yaml
+     held-out accuracy against the noisy labels and against the noiseless gold order (test split)
+  4. DPO (tuned beta), IPO, SimPO and KTO (their library default betas, not tuned) from the SFT model
+  5. `rewardlab eval` of each against the SFT model on the test split (eval seed 100 + seed): mean gold
+     score of sampled completions and the gold win rate (a tie counts half)
 
-Writes benchmarks/results/preference_gold.md.
+Methods are compared with DPO by the per-seed difference in win rate: its mean, 95% t interval and an
+exact sign-flip p-value; "no difference" when the interval contains 0.
+
+A stage is reused only when it finished with the same command (benchmarks/stages.py hashes the command,
+the config file's contents and the upstream stage), so an interrupted run resumes without mixing runs.
+
+Writes benchmarks/results/preference_gold.md and .json.
 """
 
 from __future__ import annotations
@@ -19,12 +28,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shlex
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from stages import run_stage  # benchmarks/ is on sys.path when a script there runs
+from stats import mean_sd, paired, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "preference_gold.md"
@@ -34,6 +46,7 @@ METHODS = {
     "simpo": ["loss_type=simpo", "beta=2.5"],
     "kto": ["loss_type=kto", "beta=0.1"],
 }
+EVAL_SEED = 100
 
 
 def run(command: list[str], log: list[str]) -> None:
@@ -47,16 +60,25 @@ def run(command: list[str], log: list[str]) -> None:
         raise RuntimeError(f"command failed ({done.returncode}): {text}")
 
 
-def spread(values: list[float]) -> str:
-    mean = statistics.fmean(values)
-    half = (max(values) - min(values)) / 2
-    return f"{mean:.3f} ± {half:.3f}"
+def stage(folder: str, command: list[str], log: list[str]) -> None:
+    """Run a training command whose output lands in `folder`, unless it already finished with the same one."""
+    run_stage(ROOT / folder, {"command": command}, lambda: run(command, log), lambda: log.append("(reused) " + " ".join(command)))
+
+
+def evaluate(cli: list[str], model: str, reference: str, split: str, seed: int, n: int, log: list[str]) -> dict:
+    out = ROOT / model.removesuffix("/final") / f"eval-{split}-seed{seed}.jsonl"
+    summary = out.with_suffix(".summary.json")
+    if not summary.is_file() or summary.stat().st_mtime < (ROOT / model).stat().st_mtime:
+        run([*cli, "eval", "--model", model, "--reference", reference, "--task", "preference", "--split", split,
+             "--seed", str(seed), "--n", str(n), "--out", str(out.relative_to(ROOT))], log)
+    return json.loads(summary.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--stages", nargs="+", default=["sft", "rm", *METHODS])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--stages", nargs="+", default=["sft", "tune", "rm", *METHODS])
+    parser.add_argument("--tune-betas", type=float, nargs="+", default=[0.1, 0.3, 1.0])
     parser.add_argument("--output-dir", default="runs/preference")
     parser.add_argument("--eval-n", type=int, default=500)
     parser.add_argument("--report", default=str(RESULTS))
@@ -65,60 +87,96 @@ def main(argv: list[str] | None = None) -> int:
     common = ["torch_threads=1", "tensorboard=false"]
     log: list[str] = []
     t0 = time.time()
+
+    def sft_of(seed: int) -> str:
+        out = f"{args.output_dir}/seed{seed}"
+        if "sft" in args.stages or ("tune" in args.stages and seed == args.seeds[0]):
+            stage(f"{out}/sft", [*cli, "train", "sft", "--config", "examples/sft_preference.yaml", f"seed={seed}",
+                                 f"output_dir={out}", "run_name=sft", *common], log)
+        return f"{out}/sft/final"
+
+    tuning = []
+    if "tune" in args.stages:
+        seed = args.seeds[0]
+        sft = sft_of(seed)
+        for beta in args.tune_betas:
+            name = f"tune-dpo-beta{beta:g}"
+            out = f"{args.output_dir}/seed{seed}"
+            stage(f"{out}/{name}", [*cli, "train", "dpo", "--config", "examples/dpo_preference.yaml", "loss_type=sigmoid",
+                                    f"beta={beta:g}", f"model={sft}", f"seed={seed}", f"output_dir={out}", f"run_name={name}", *common], log)
+            s = evaluate(cli, f"{out}/{name}/final", sft, "tune", EVAL_SEED, args.eval_n, log)
+            tuning.append({"beta": beta, "win_rate": s["win_rate"], "gold_mean": s["gold_mean"], "n_prompts": s["n_prompts"]})
+    dpo_beta = max(tuning, key=lambda r: r["win_rate"])["beta"] if tuning else None
+
+    rm_rows, results = [], {m: [] for m in METHODS}
     for seed in args.seeds:
         out = f"{args.output_dir}/seed{seed}"
-        sft = f"{out}/sft/final"
-        if "sft" in args.stages:
-            run([*cli, "train", "sft", "--config", "examples/sft_preference.yaml", f"seed={seed}", f"output_dir={out}", "run_name=sft", *common], log)
+        sft = sft_of(seed)
         if "rm" in args.stages:
-            run([*cli, "train", "rm", "--config", "examples/rm_preference.yaml", f"model={sft}", f"seed={seed}",
-                 f"output_dir={out}", "run_name=rm", *common], log)
+            stage(f"{out}/rm", [*cli, "train", "rm", "--config", "examples/rm_preference.yaml", f"model={sft}", f"seed={seed}",
+                                f"output_dir={out}", "run_name=rm", *common], log)
+            rm_rows.append({"seed": seed, **json.loads((ROOT / out / "rm" / "summary.json").read_text())})
         for method, extra in METHODS.items():
             if method not in args.stages:
                 continue
-            run([*cli, "train", "dpo", "--config", "examples/dpo_preference.yaml", *extra, f"model={sft}", f"seed={seed}",
-                 f"output_dir={out}", f"run_name={method}", *common], log)
-            run([*cli, "eval", "--model", f"{out}/{method}/final", "--reference", sft, "--task", "preference",
-                 "--seed", str(100 + seed), "--n", str(args.eval_n), "--out", f"{out}/{method}/eval-fresh.jsonl"], log)
+            if method == "dpo" and dpo_beta is not None:
+                extra = [*extra, f"beta={dpo_beta:g}"]
+            stage(f"{out}/{method}", [*cli, "train", "dpo", "--config", "examples/dpo_preference.yaml", *extra, f"model={sft}",
+                                      f"seed={seed}", f"output_dir={out}", f"run_name={method}", *common], log)
+            s = evaluate(cli, f"{out}/{method}/final", sft, "test", EVAL_SEED + seed, args.eval_n, log)
+            results[method].append({"seed": seed, **{k: s[k] for k in ("win_rate", "gold_mean", "reference_gold_mean", "gold_perfect", "n_prompts")}})
     total = time.time() - t0
+    results = {m: rows for m, rows in results.items() if rows}
 
+    command = f"python benchmarks/preference_gold.py {shlex.join(argv if argv is not None else sys.argv[1:])}".strip()
     lines = ["# Preference learning against the gold scorer (built-in `preference` task, tiny model)", "",
-             "Generated by `benchmarks/preference_gold.py`.", ""]
-    rm_rows = []
-    for seed in args.seeds:
-        path = ROOT / args.output_dir / f"seed{seed}" / "rm" / "summary.json"
-        if path.is_file():
-            s = json.loads(path.read_text())
-            rm_rows.append((seed, s))
+             f"Generated by `{command}` on {platform.machine()} ({os.cpu_count()} cores, 1 torch thread) in {total:.0f} s"
+             " (stages already finished with the same command are reused and not timed).", ""]
+    if tuning:
+        lines += [f"## Tuning DPO's beta on the tune split (seed {args.seeds[0]}'s SFT model, eval seed {EVAL_SEED})", "",
+                  "| beta | gold win rate vs SFT | gold mean | prompts |", "|---|---|---|---|"]
+        lines += [f"| {r['beta']:g} | {r['win_rate']:.3f} | {r['gold_mean']:.3f} | {r['n_prompts']} |" for r in tuning]
+        lines += ["", f"Chosen: beta {dpo_beta:g} (highest win rate on the tune split); every seed's DPO run below uses it.", ""]
     if rm_rows:
-        lines += ["## Reward model: held-out pairwise accuracy", "",
+        lines += ["## Reward model: test-split pairwise accuracy", "",
                   "| seed | vs noiseless gold order | vs noisy labels | label ceiling (labels agreeing with gold) | expected ceiling |",
                   "|---|---|---|---|---|"]
-        for seed, s in rm_rows:
-            lines.append(f"| {seed} | {s['eval_gold_accuracy']:.3f} | {s['eval_accuracy']:.3f} | {s['eval_label_gold_agreement']:.3f} | {s['eval_expected_label_accuracy']:.3f} |")
+        lines += [f"| {r['seed']} | {r['eval_gold_accuracy']:.3f} | {r['eval_accuracy']:.3f} | {r['eval_label_gold_agreement']:.3f} | "
+                  f"{r['eval_expected_label_accuracy']:.3f} |" for r in rm_rows]
         for key, name in (("eval_gold_accuracy", "vs gold"), ("eval_accuracy", "vs labels")):
-            lines.append(f"\nMean ± half-range {name}: {spread([s[key] for _, s in rm_rows])}")
+            mean, sd = mean_sd([r[key] for r in rm_rows])
+            lines.append(f"\nMean ± sd {name}: {mean:.3f} ± {sd:.3f}")
         lines.append("")
-    table = []
-    for method in METHODS:
-        per_seed = []
-        for seed in args.seeds:
-            path = ROOT / args.output_dir / f"seed{seed}" / method / "eval-fresh.summary.json"
-            if path.is_file():
-                per_seed.append((seed, json.loads(path.read_text())))
-        if per_seed:
-            table.append((method, per_seed))
-    if table:
-        lines += ["## Policies: gold win rate against the SFT model on fresh held-out prompts", "",
-                  "| method | win rate per seed | win rate mean ± half-range | gold mean per seed (SFT) | perfect share |", "|---|---|---|---|---|"]
-        for method, per_seed in table:
-            wins = [s["win_rate"] for _, s in per_seed]
-            golds = ", ".join(f"{s['gold_mean']:.2f} ({s['reference_gold_mean']:.2f})" for _, s in per_seed)
-            perfect = ", ".join(f"{s['gold_perfect']:.2f}" for _, s in per_seed)
-            lines.append(f"| {method} | {', '.join(f'{w:.3f}' for w in wins)} | {spread(wins)} | {golds} | {perfect} |")
-    lines += ["", "## Commands", "", *[f"    {c}" for c in log], "", f"Wall time of this run: {total:.0f} s."]
+    if results:
+        lines += [f"## Policies: gold win rate against each seed's SFT model on the test split (eval seed {EVAL_SEED} + seed)", "",
+                  "| method | beta | win rate per seed | mean ± sd | vs DPO: mean difference [95% CI], p | gold mean per seed (SFT) |",
+                  "|---|---|---|---|---|---|"]
+        base = [r["win_rate"] for r in results.get("dpo", [])]
+        comparisons = {}
+        for method, rows in results.items():
+            wins = [r["win_rate"] for r in rows]
+            mean, sd = mean_sd(wins)
+            beta = dpo_beta if method == "dpo" and dpo_beta is not None else next(
+                (float(e.split("=")[1]) for e in METHODS[method] if e.startswith("beta=")), None)
+            comparison = ""
+            if method != "dpo" and len(base) == len(wins) >= 2:
+                d = paired(wins, base)
+                comparison = f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}], p={d['p']:.2f}: {verdict(d)}"
+                comparisons[method] = d
+            golds = ", ".join(f"{r['gold_mean']:.2f} ({r['reference_gold_mean']:.2f})" for r in rows)
+            lines.append(f"| {method} | {beta if beta is not None else 'config'} | {', '.join(f'{w:.3f}' for w in wins)} | "
+                         f"{mean:.3f} ± {sd:.3f} | {comparison} | {golds} |")
+        lines += ["", "Spread: sample sd over seeds; differences are paired by seed. DPO's beta was chosen on the tune split; "
+                  "the other methods' betas are their defaults and were not tuned.", ""]
+    else:
+        comparisons = {}
+    lines += ["## Commands", "", *[f"    {c}" for c in log], ""]
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text("\n".join(lines) + "\n")
+    Path(args.report).with_suffix(".json").write_text(json.dumps(
+        {"command": command, "seconds": total, "tuning": tuning, "dpo_beta": dpo_beta, "reward_model": rm_rows, "policies": results,
+         "vs_dpo": comparisons},
+        indent=2))
     print("\n".join(lines))
     return 0
 
