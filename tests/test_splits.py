@@ -174,3 +174,94 @@ def test_env_eval_with_a_large_seed_is_a_clear_error_before_anything_runs(capsys
     assert main(["eval", "--env", "bandit", "--seed", "424242", "--n", "5", "--baselines", "random"]) == 2
     err = capsys.readouterr().err
     assert "evaluation seed must be in [0, 10000), got 424242" in err and "Traceback" not in err
+
+
+class _Stop(Exception):
+    """Raised by a spy once a trainer has read its held-out data, before it builds a model."""
+
+
+@pytest.mark.parametrize("method, module, train", [("dpo", "rewardlab.trainers.preference", "train_dpo"),
+                                                   ("rm", "rewardlab.trainers.reward_model", "train_reward_model")])
+@pytest.mark.parametrize("split", ["tune", "test"])
+def test_preference_trainers_evaluate_on_eval_split(monkeypatch, tmp_path, method, module, train, split):
+    import importlib
+
+    from rewardlab.tasks.preference import prompt_letters
+
+    trainer = importlib.import_module(module)
+    held_out = []
+    real = trainer.preference_records
+
+    def spy(cfg, n, unpaired=False, split="train"):
+        records = real(cfg, n, unpaired, split)
+        if split != "train":
+            held_out.extend(records)
+        return records
+
+    def stop(*args, **kwargs):
+        raise _Stop
+
+    monkeypatch.setattr(trainer, "preference_records", spy)
+    monkeypatch.setattr(trainer, "start_run", stop)
+    generated = []
+    task_class = type(make_task("preference"))
+    real_generate = task_class.generate
+    monkeypatch.setattr(task_class, "generate", lambda self, n, seed, split="train": generated.extend(
+        real_generate(self, n, seed, split)) or generated)
+    cfg = load_config(method, None, {"task": "preference", "eval_split": split, "eval_n": 60, "max_steps": 1,
+                                     "output_dir": str(tmp_path)})
+    with pytest.raises(_Stop):
+        getattr(trainer, train)(cfg)
+    task = make_task("preference")
+    assert len(held_out) == 60
+    assert {task.split_of(prompt_letters(r["prompt"])) for r in held_out} == {split}
+    if method == "dpo":  # the gold win rate's prompts too
+        assert len(generated) == 60 and {task.split_of(prompt_letters(r["prompt"])) for r in generated} == {split}
+
+
+def test_env_demonstrations_of_each_split_play_their_own_episodes(monkeypatch):
+    from rewardlab.trainers import env_rollouts
+    from rewardlab.trainers.inputs import eval_records
+
+    seeds = {}
+    real = env_rollouts.run_episodes
+    current = []
+
+    def spy(make_env, episode_seeds, agent):
+        seeds.setdefault(current[-1], set()).update(episode_seeds)
+        return real(make_env, episode_seeds[:20], agent)
+
+    monkeypatch.setattr(env_rollouts, "run_episodes", spy)
+    cfg = load_config("sft", None, {"env": "tictactoe", "eval_n": 30})
+    for split in ("train", "tune", "test"):
+        current.append(split)
+        env_rollouts.demonstration_records(cfg, 30, split)
+    assert not seeds["train"] & seeds["tune"] and not seeds["train"] & seeds["test"] and not seeds["tune"] & seeds["test"]
+    calls = []
+    monkeypatch.setattr(env_rollouts, "demonstration_records", lambda cfg, n, split="train": calls.append(split) or [])
+    eval_records(load_config("sft", None, {"env": "tictactoe", "eval_split": "tune"}))
+    eval_records(load_config("sft", None, {"env": "tictactoe"}))
+    assert calls == ["tune", "test"]
+
+
+@pytest.mark.parametrize("split", ["tune", "test"])
+def test_env_evaluation_during_training_uses_eval_split(monkeypatch, split):
+    from types import SimpleNamespace
+
+    import torch
+
+    from rewardlab.trainers import env_rollouts
+
+    asked = []
+
+    def fake_evaluate_agent(env, options, agent, episodes, seed, batch_size=500, desc="", split="test"):
+        asked.append(split)
+        return SimpleNamespace(metrics={"score": 0.0}, rows=[])
+
+    monkeypatch.setattr(env_rollouts, "evaluate_agent", fake_evaluate_agent)
+    rollouts = env_rollouts.EnvRollouts.__new__(env_rollouts.EnvRollouts)
+    rollouts.cfg = load_config("grpo", None, {"env": "bandit", "eval_split": split})
+    rollouts.model, rollouts.tokenizer, rollouts.options = torch.nn.Linear(1, 1), None, {}
+    rollouts.agent = SimpleNamespace(engine=None, max_length=None)
+    rollouts.evaluate()
+    assert asked == [split]

@@ -151,7 +151,7 @@ class DemonstratorAgent:
     the rule-of-thumb move ("block 7"); otherwise the action is a random legal cell.
     """
 
-    def __init__(self, follow: float = 0.5, seed: int = 0):
+    def __init__(self, follow: float = 0.5, seed: int | list[int] = 0):  # a list: a stream no int seed gives (numpy SeedSequence)
         if not 0 <= follow <= 1:
             raise ValueError(f"demonstrator follow probability must be in [0, 1], got {follow}")
         self.follow, self.rng = follow, np.random.default_rng(seed)

@@ -17,6 +17,8 @@ from ..envs import DemonstratorAgent, make_text_env
 from ..envs.evaluate import TRAIN_SEED_BASE, evaluate_agent
 from ..rollout import SamplingParams
 from ..rollout.episodes import PolicyAgent, episodes_to_rollout, run_episodes
+from ..tasks.splits import check_split
+from .inputs import eval_split
 
 # Seeds of training episodes: 10^9 + 10^7 * training seed + i (evaluation uses seeds below 10^9);
 # the demonstrator's episodes start half-way through the block.
@@ -77,7 +79,7 @@ class EnvRollouts:
         self.model.eval()
         greedy = PolicyAgent(self.agent.engine, self.tokenizer, SamplingParams(self.cfg.max_completion_length, 0.0),
                              self.agent.max_length)
-        result = evaluate_agent(self.cfg.env, self.options, greedy, self.cfg.eval_n, self.cfg.eval_seed)
+        result = evaluate_agent(self.cfg.env, self.options, greedy, self.cfg.eval_n, self.cfg.eval_seed, split=eval_split(self.cfg))
         self.model.train(was_training)
         self.last_eval = dict(result.metrics)
         return result.metrics["score"], result.rows
@@ -90,11 +92,15 @@ def demonstration_records(cfg: CommonConfig, n: int, split: str = "train") -> li
     """At least `n` SFT records, one per demonstrator turn: prompt = the chat the policy would see at that
     turn (the whole conversation, or the instructions + current observation for context "last"),
     completion = the demonstrator's text, legal = the legal actions then. The demonstrator's follow
-    probability is env_options["demo_follow"] (default 0.5); the held-out split uses other seeds."""
+    probability is env_options["demo_follow"] (default 0.5). Each split ("train", "tune", "test") plays its
+    own episode seeds, at 1/2, 5/8 and 3/4 of this training seed's range (far apart: a split uses a few
+    thousand), with its own demonstrator stream."""
+    check_split(split)
     follow = float(cfg.env_options.get(DEMO_OPTION, 0.5))
-    offset = 0 if split == "train" else 1
-    agent = DemonstratorAgent(follow=follow, seed=cfg.seed * 2 + offset)
-    base = TRAIN_SEED_BASE + TRAIN_SEED_STRIDE * cfg.seed + TRAIN_SEED_STRIDE // 2 + offset * TRAIN_SEED_STRIDE // 4
+    eighths = {"train": 4, "tune": 5, "test": 6}[split]
+    stream = {"train": cfg.seed * 2, "test": cfg.seed * 2 + 1, "tune": [cfg.seed, 2]}[split]  # a list: no int's stream
+    agent = DemonstratorAgent(follow=follow, seed=stream)
+    base = TRAIN_SEED_BASE + TRAIN_SEED_STRIDE * cfg.seed + eighths * TRAIN_SEED_STRIDE // 8
     records: list[dict] = []
     options = env_options(cfg)
     chunk = 0

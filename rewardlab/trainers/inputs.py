@@ -55,7 +55,7 @@ def eval_records(cfg: CommonConfig, n: int | None = None, seed: int | None = Non
     if cfg.env:
         from .env_rollouts import demonstration_records
 
-        return demonstration_records(cfg, n, split="test")
+        return demonstration_records(cfg, n, split=split)
     return task_of(cfg).generate(n, seed=seed, split=split)
 
 

@@ -20,7 +20,7 @@ from ..models import is_peft, load_policy, token_logprobs
 from ..monitor import format_table, progress
 from .checkpoint import save_checkpoint
 from .gold import gold_report, gold_samples
-from .inputs import task_of
+from .inputs import eval_split, task_of
 from .preference_inputs import EncodedRows, collate, encode_records, pair_batch, preference_records
 from .setup import finish_run, grad_step, start_run
 
@@ -152,9 +152,9 @@ def train_dpo(cfg: DPOConfig) -> dict:
     kto = cfg.loss_type == "kto"
     n_records = cfg.num_train_samples or cfg.max_steps * cfg.batch_size
     records = preference_records(cfg, n_records, unpaired=kto)  # checked before writing anything
-    held_out = preference_records(cfg, cfg.eval_n, split="test")
+    held_out = preference_records(cfg, cfg.eval_n, split=eval_split(cfg))
     task = None if cfg.eval_dataset else task_of(cfg)
-    gold_prompts = task.generate(cfg.eval_n, seed=cfg.eval_seed, split="test") if task is not None and hasattr(task, "gold") else None
+    gold_prompts = task.generate(cfg.eval_n, seed=cfg.eval_seed, split=eval_split(cfg)) if task is not None and hasattr(task, "gold") else None
 
     ctx = start_run(cfg)
     model, tok = ctx.model, ctx.tokenizer

@@ -58,8 +58,8 @@ def is_paired(records: list[dict]) -> bool:
 
 
 def preference_records(cfg: CommonConfig, n: int, unpaired: bool = False, split: str = "train") -> list[dict]:
-    """Validated training (or held-out) records: {prompt, chosen, rejected}, or with unpaired=True
-    {prompt, completion, label} (paired data is split with `unpair`)."""
+    """Validated training (split "train") or held-out (split "tune" or "test") records: {prompt, chosen,
+    rejected}, or with unpaired=True {prompt, completion, label} (paired data is split with `unpair`)."""
     path = cfg.dataset if split == "train" else cfg.eval_dataset
     if path:
         records = load_records(path)
@@ -67,7 +67,7 @@ def preference_records(cfg: CommonConfig, n: int, unpaired: bool = False, split:
     else:
         kind = "unpaired" if unpaired and split == "train" else "pairs"
         seed = cfg.seed if split == "train" else cfg.eval_seed
-        records = _task_rows(cfg, kind, n, seed, "train" if split == "train" else "test")
+        records = _task_rows(cfg, kind, n, seed, split)
         source = f"task {cfg.task} ({split} split)"
     if not records:
         raise DataError(f"{source} has no records; check that the file or split is not empty.")

@@ -16,7 +16,7 @@ from ..config import RewardModelConfig
 from ..models import reward_scores
 from ..monitor import format_table, progress
 from .checkpoint import save_checkpoint
-from .inputs import task_of
+from .inputs import eval_split, task_of
 from .preference_inputs import EncodedRows, encode_records, pair_batch, preference_records, split_conversation
 from .setup import finish_run, grad_step, start_run
 
@@ -65,7 +65,7 @@ def evaluate_reward_model(model, tokenizer, cfg: RewardModelConfig, records: lis
 def train_reward_model(cfg: RewardModelConfig) -> dict:
     n_records = cfg.num_train_samples or cfg.max_steps * cfg.batch_size
     records = preference_records(cfg, n_records)  # checked before writing anything
-    held_out = preference_records(cfg, cfg.eval_n, split="test")
+    held_out = preference_records(cfg, cfg.eval_n, split=eval_split(cfg))
 
     ctx = start_run(cfg, reward_model=True)
     model, tok = ctx.model, ctx.tokenizer
