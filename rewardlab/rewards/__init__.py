@@ -7,12 +7,25 @@
 
 from rewardlab.registry import Registry
 from rewardlab.rewards.base import RewardError, RewardFn, RewardFunctions, summary_metrics
+from rewardlab.rewards.code import (
+    ExecutionResult,
+    SandboxError,
+    SandboxLimits,
+    code_reward,
+    extract_code,
+    make_code_reward,
+    resolve_sandbox,
+    run_batch,
+    run_code,
+)
 from rewardlab.rewards.format import format_reward, length_penalty
 from rewardlab.rewards.math import completion_text, extract_answer, math_equal, math_reward
 
 REWARDS: Registry[RewardFn] = Registry("reward function")
 
 REWARDS.add("math", math_reward)
+# Fraction of the row's hidden `tests` the completion's code passes, run in a sandbox (docs/sandbox.md).
+REWARDS.add("code", code_reward)
 # The final answer sits in <answer>...</answer> at the end of the completion.
 REWARDS.add("format_answer_tag", format_reward(r".*<answer>.+?</answer>", name="format_answer_tag"))
 # DeepSeek-R1 style: reasoning in <think>, then the answer in <answer>, nothing else.
@@ -25,14 +38,23 @@ REWARDS.add("format_boxed", format_reward(r".*\\boxed\{.+\}.*", name="format_box
 
 __all__ = [
     "REWARDS",
+    "ExecutionResult",
     "RewardError",
     "RewardFn",
     "RewardFunctions",
+    "SandboxError",
+    "SandboxLimits",
+    "code_reward",
     "completion_text",
     "extract_answer",
+    "extract_code",
     "format_reward",
     "length_penalty",
+    "make_code_reward",
     "math_equal",
     "math_reward",
+    "resolve_sandbox",
+    "run_batch",
+    "run_code",
     "summary_metrics",
 ]
