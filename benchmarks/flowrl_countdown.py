@@ -1,16 +1,20 @@
 """FlowRL vs GRPO on countdown: same SFT start, same budget, several seeds; accuracy and diversity.
 
-    python benchmarks/flowrl_countdown.py --seeds 0 [--sft-steps 800] [--rl-steps 150] [--out runs/flowrl_countdown]
-    python benchmarks/flowrl_countdown.py --seeds --merge runs/flowrl_countdown/seed*/rows.json   # the table
+    python benchmarks/flowrl_countdown.py [--seeds 0 1 2 3 4] [--sft-steps 800] [--rl-steps 150] [--out runs/flowrl_countdown]
+    python benchmarks/flowrl_countdown.py --seeds --merge runs/flowrl_countdown/seed*/rows.json   # the table only
 
 For each seed: an SFT cold start on countdown demonstrations (a demonstrator choosing uniformly among all
 correct answers, 30% of them replaced by a random expression), then GRPO and FlowRL from that model with
 the same prompts per step, group size, learning rate and steps. Both use the group-normalised reward
 (GRPO's advantage; FlowRL's r_hat) and one update per rollout. The SFT model and both RL models are
-measured on the same held-out prompts (deduplicated, eval seed 7): greedy accuracy, and 16 samples per
-prompt at temperature 1 for sampled accuracy, distinct correct answers, answer entropy and pass@k.
+measured on the same held-out prompts (distinct test-split prompts, eval seed 7): greedy accuracy, and 16
+samples per prompt at temperature 1 for sampled accuracy, distinct correct answers, answer entropy and
+pass@k. The settings are FlowRL's preset (beta 15) and the budget of the earlier runs; none was tuned here.
 
-Writes <out>/seed<N>/rows.json per seed and, from all rows given, docs/beyond.md's table to stdout.
+Every training run is a stage (stages.py): rerunning with more seeds retrains nothing already trained with
+the same arguments. Writes <out>/seed<N>/rows.json per seed and, from all rows given,
+benchmarks/results/flowrl_countdown.{md,json}: the table, and paired differences (FlowRL minus GRPO, each
+method minus its SFT start) with 95% intervals.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
 import json
-import statistics
-import time
+import sys
+from functools import partial
 from pathlib import Path
 
 from stages import run_stage  # benchmarks/ is on sys.path when a script there runs
+from stats import describe, mean_sd, paired
 
 import rewardlab
 from rewardlab.config import load_config
@@ -37,6 +42,7 @@ from rewardlab.trainers.inputs import eval_records, verifier
 
 TASK = {"sloppy_rate": 0.3}
 MAX_NEW_TOKENS = 10
+RESULTS = Path(__file__).resolve().parent / "results" / "flowrl_countdown.md"
 COMMON = {"task": "countdown", "task_options": TASK, "torch_threads": 1, "tensorboard": False}
 
 
@@ -50,6 +56,10 @@ def measure(model_dir: Path, n_prompts: int, samples: int) -> dict:
     return {"greedy_accuracy": greedy, **metrics, "n_prompts": len(unique)}
 
 
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
 def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
     out = Path(args.out) / f"seed{seed}"
     sft_dir = out / "sft" / "final"
@@ -58,33 +68,60 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
     run_stage(out / "sft", {"method": "sft", **sft}, train=lambda: rewardlab.train("sft", sft), load=lambda: None)
     rows = [{"method": "sft", "seed": seed, **measure(sft_dir, args.eval_prompts, args.samples)}]
     for method in args.methods:
-        t0 = time.time()
-        rewardlab.train(method, {**COMMON, "model": str(sft_dir), "output_dir": str(out), "run_name": method, "seed": seed,
-                                 "max_steps": args.rl_steps, "batch_size": 256, "num_generations": 8, "learning_rate": 3e-4,
-                                 "max_completion_length": MAX_NEW_TOKENS, "eval_n": 100, "logging_steps": 25})
-        rows.append({"method": method, "seed": seed, "train_time_s": time.time() - t0,
+        rl = {**COMMON, "model": str(sft_dir), "output_dir": str(out), "run_name": method, "seed": seed,
+              "max_steps": args.rl_steps, "batch_size": 256, "num_generations": 8, "learning_rate": 3e-4,
+              "max_completion_length": MAX_NEW_TOKENS, "eval_n": 100, "logging_steps": 25}
+        summary = run_stage(out / method, {"method": method, **rl}, train=partial(rewardlab.train, method, rl),
+                            load=partial(read_summary, out / method))
+        rows.append({"method": method, "seed": seed, "train_time_s": summary["train_time_s"],
                      **measure(out / method / "final", args.eval_prompts, args.samples)})
     (out / "rows.json").write_text(json.dumps(rows, indent=2))
     return rows
 
 
-def table(rows: list[dict]) -> str:
-    columns = ["greedy_accuracy", "accuracy", "pass@1", "pass@4", "pass@16", "distinct_correct", "correct_answer_entropy", "answer_entropy"]
-    lines = []
-    for method in dict.fromkeys(r["method"] for r in rows):
-        mine = [r for r in rows if r["method"] == method]
-        cells = [method, str(len(mine))]
-        for column in columns:
-            values = [r[column] for r in mine]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.3f} ± {spread:.3f}")
-        lines.append(cells)
-    return format_table(lines, ["method", "seeds", *columns])
+COLUMNS = ["greedy_accuracy", "accuracy", "pass@4", "pass@16", "distinct_correct", "correct_answer_entropy", "answer_entropy"]
+
+
+def report(rows: list[dict], methods: list[str], command: str, write: bool = True) -> str:
+    """The markdown table (mean ± sd over seeds per model) and the paired differences: each later method minus the
+    first (FlowRL minus GRPO), and each RL method minus its own SFT start."""
+    by = {(r["method"], r["seed"]): r for r in rows}
+    seeds = sorted({r["seed"] for r in rows if all((m, r["seed"]) in by for m in ["sft", *methods])})
+    lines = ["# FlowRL vs GRPO on countdown", "", f"Generated by `{command}` ({len(seeds)} seeds: "
+             f"{', '.join(map(str, seeds))}).", "",
+             "Per seed: an SFT cold start, then each method from it with the same prompts per step, group, learning rate "
+             "and steps. Measured on distinct test-split prompts (eval seed 7): greedy accuracy, and 16 samples per prompt "
+             "at temperature 1 (accuracy = pass@1, pass@k unbiased, distinct correct answers per prompt, entropies in nats). "
+             "Spread: sample sd over seeds.", "",
+             "| model | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for method in ["sft", *methods]:
+        cells = []
+        for column in COLUMNS:
+            mean, sd = mean_sd([by[(method, s)][column] for s in seeds])
+            cells.append(f"{mean:.3f} ± {sd:.3f}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    comparisons = {}
+    pairs = [(m, methods[0]) for m in methods[1:]] + [(m, "sft") for m in methods]
+    lines += ["", "Paired by seed: mean difference [95% t interval], exact sign-flip p; \"no difference\" when the "
+              "interval contains 0.", "", "| difference | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for a, b in pairs:
+        cells = []
+        for column in COLUMNS:
+            d = paired([by[(a, s)][column] for s in seeds], [by[(b, s)][column] for s in seeds])
+            comparisons[f"{a}-{b}/{column}"] = d
+            cells.append(describe(d))
+        lines.append(f"| {a} - {b} | " + " | ".join(cells) + " |")
+    lines += ["", "Per run:", "", format_table([{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items()}
+                                                for r in sorted(rows, key=lambda r: (r["seed"], r["method"]))]), ""]
+    if write:  # the markdown is the caller's
+        RESULTS.with_suffix(".json").write_text(json.dumps({"command": command, "seeds": seeds, "rows": rows,
+                                                         "comparisons": comparisons}, indent=2))
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
     parser.add_argument("--methods", nargs="+", default=["grpo", "flowrl"])
     parser.add_argument("--sft-steps", type=int, default=800)
     parser.add_argument("--rl-steps", type=int, default=150)
@@ -92,12 +129,18 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=16, help="samples per prompt for the diversity metrics")
     parser.add_argument("--out", default="runs/flowrl_countdown")
     parser.add_argument("--merge", nargs="*", default=[], help="rows.json files of other seeds to add to the table")
+    parser.add_argument("--no-results", action="store_true", help="print only; leave benchmarks/results/ alone (one seed of several)")
     args = parser.parse_args()
     rows = [row for seed in args.seeds for row in run_seed(seed, args)]
     for path in args.merge:
         rows += json.loads(Path(path).read_text())
-    if rows:
-        print(table(rows))
+    if not rows:
+        return
+    command = " ".join(["python", "benchmarks/flowrl_countdown.py", *sys.argv[1:]])
+    text = report(rows, args.methods, command, write=not args.no_results)
+    if not args.no_results:
+        RESULTS.write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Preference learning measured against the gold scorer of the built-in `preference` task, over seeds.
 
-    python benchmarks/preference_gold.py [--seeds 0 1 2 3 4] [--stages sft tune rm dpo ipo simpo kto]
+    python benchmarks/preference_gold.py [--seeds 0 1 2 3 4] [--stages sft tune rm-tune rm dpo ipo simpo kto]
 
 Everything runs through the `rewardlab` command line with the built-in tiny model; the commands are
 written to the report.
@@ -8,7 +8,11 @@ written to the report.
   2. tune: DPO's beta, chosen on the tune split         examples/dpo_preference.yaml, beta in --tune-betas,
      from the first seed's SFT model; each candidate's gold win rate against that SFT model on the
      tune split (eval seed 100) picks the beta every seed then uses. Nothing here looks at the test split.
-  3. a reward model from the SFT model (optional)       examples/rm_preference.yaml
+  3. rm-tune: the reward model's step count, chosen on the tune split: one run of the config's steps from
+     the first seed's SFT model, evaluated on the tune split every --rm-eval-steps; the step with the best
+     accuracy against the noisy labels (what a user can measure; the earliest on a tie) is every seed's
+     max_steps. (The tune run's cosine schedule spans all its steps, so a shorter chosen run decays sooner.)
+     rm: a reward model from each seed's SFT model        examples/rm_preference.yaml, max_steps as chosen
      held-out accuracy against the noisy labels and against the noiseless gold order (test split)
   4. DPO (tuned beta), IPO, SimPO and KTO (their library default betas, not tuned) from the SFT model
   5. `rewardlab eval` of each against the SFT model on the test split (eval seed 100 + seed): mean gold
@@ -77,7 +81,8 @@ def evaluate(cli: list[str], model: str, reference: str, split: str, seed: int, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--stages", nargs="+", default=["sft", "tune", "rm", *METHODS])
+    parser.add_argument("--stages", nargs="+", default=["sft", "tune", "rm-tune", "rm", *METHODS])
+    parser.add_argument("--rm-eval-steps", type=int, default=500, help="tune-split evaluations of the rm-tune run")
     parser.add_argument("--tune-betas", type=float, nargs="+", default=[0.1, 0.3, 1.0])
     parser.add_argument("--output-dir", default="runs/preference")
     parser.add_argument("--eval-n", type=int, default=500)
@@ -108,13 +113,28 @@ def main(argv: list[str] | None = None) -> int:
             tuning.append({"beta": beta, "win_rate": s["win_rate"], "gold_mean": s["gold_mean"], "n_prompts": s["n_prompts"]})
     dpo_beta = max(tuning, key=lambda r: r["win_rate"])["beta"] if tuning else None
 
+    rm_tuning, rm_steps = [], None
+    if "rm-tune" in args.stages:
+        seed = args.seeds[0]
+        sft, out = sft_of(seed), f"{args.output_dir}/seed{seed}"
+        stage(f"{out}/tune-rm", [*cli, "train", "rm", "--config", "examples/rm_preference.yaml", f"model={sft}", f"seed={seed}",
+                                 "eval_split=tune", f"eval_steps={args.rm_eval_steps}", f"output_dir={out}", "run_name=tune-rm",
+                                 *common], log)
+        metrics = [json.loads(line) for line in (ROOT / out / "tune-rm" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        rm_tuning = [{"step": int(r["step"]), "accuracy": r["eval/accuracy"], "gold_accuracy": r.get("eval/gold_accuracy")}
+                     for r in metrics if "eval/accuracy" in r and int(r["step"]) > 0]
+        final = json.loads((ROOT / out / "tune-rm" / "summary.json").read_text())  # the last step's evaluation
+        rm_tuning.append({"step": final["steps"], "accuracy": final["eval_accuracy"], "gold_accuracy": final.get("eval_gold_accuracy")})
+        rm_steps = max(rm_tuning, key=lambda r: (r["accuracy"], -r["step"]))["step"]
+
     rm_rows, results = [], {m: [] for m in METHODS}
     for seed in args.seeds:
         out = f"{args.output_dir}/seed{seed}"
         sft = sft_of(seed)
         if "rm" in args.stages:
-            stage(f"{out}/rm", [*cli, "train", "rm", "--config", "examples/rm_preference.yaml", f"model={sft}", f"seed={seed}",
-                                f"output_dir={out}", "run_name=rm", *common], log)
+            steps = [f"max_steps={rm_steps}"] if rm_steps is not None else []
+            stage(f"{out}/rm", [*cli, "train", "rm", "--config", "examples/rm_preference.yaml", *steps, f"model={sft}",
+                                f"seed={seed}", f"output_dir={out}", "run_name=rm", *common], log)
             rm_rows.append({"seed": seed, **json.loads((ROOT / out / "rm" / "summary.json").read_text())})
         for method, extra in METHODS.items():
             if method not in args.stages:
@@ -137,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
                   "| beta | gold win rate vs SFT | gold mean | prompts |", "|---|---|---|---|"]
         lines += [f"| {r['beta']:g} | {r['win_rate']:.3f} | {r['gold_mean']:.3f} | {r['n_prompts']} |" for r in tuning]
         lines += ["", f"Chosen: beta {dpo_beta:g} (highest win rate on the tune split); every seed's DPO run below uses it.", ""]
+    if rm_tuning:
+        lines += [f"## Reward model steps, chosen on the tune split (seed {args.seeds[0]}'s SFT model)", "",
+                  "| step | tune accuracy vs noisy labels | tune accuracy vs gold order |", "|---|---|---|"]
+        lines += [f"| {r['step']} | {r['accuracy']:.3f} | {r['gold_accuracy']:.3f} |" for r in rm_tuning]
+        lines += ["", f"Chosen: {rm_steps} steps (the best accuracy against the noisy labels on the tune split; the gold "
+                  "column is shown, not used).", ""]
     if rm_rows:
         lines += ["## Reward model: test-split pairwise accuracy", "",
                   "| seed | vs noiseless gold order | vs noisy labels | label ceiling (labels agreeing with gold) | expected ceiling |",
@@ -174,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text("\n".join(lines) + "\n")
     Path(args.report).with_suffix(".json").write_text(json.dumps(
-        {"command": command, "seconds": total, "tuning": tuning, "dpo_beta": dpo_beta, "reward_model": rm_rows, "policies": results,
+        {"command": command, "seconds": total, "tuning": tuning, "dpo_beta": dpo_beta, "rm_tuning": rm_tuning,
+         "rm_steps": rm_steps, "reward_model": rm_rows, "policies": results,
          "vs_dpo": comparisons},
         indent=2))
     print("\n".join(lines))

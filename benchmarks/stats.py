@@ -49,3 +49,13 @@ def verdict(result: dict[str, float]) -> str:
     if result["high"] < 0:
         return "lower"
     return "no difference"
+
+
+def describe(result: dict[str, float], scale: float = 1.0, digits: int = 3) -> str:
+    """One table cell for a paired() result: '+0.030 [+0.010, +0.050], p=0.06: higher' (values times scale).
+
+    >>> describe(paired([0.9, 0.8, 0.7], [0.5, 0.5, 0.5]), scale=100, digits=1)
+    '+30.0 [+5.2, +54.8], p=0.25: higher'
+    """
+    m, lo, hi = (scale * result[k] for k in ("mean", "low", "high"))
+    return f"{m:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}], p={result['p']:.2f}: {verdict(result)}"

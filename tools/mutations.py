@@ -132,6 +132,7 @@ ONLINE: list[Mutation] = [
 
 # the other groups live beside this file, one module each, so that each area keeps its own list
 from mutations_offline import OFFLINE  # noqa: E402
+from mutations_sandbox import SANDBOX  # noqa: E402
 from mutations_splits import SPLITS  # noqa: E402
 
-MUTATIONS: list[Mutation] = ONLINE + OFFLINE + SPLITS
+MUTATIONS: list[Mutation] = ONLINE + OFFLINE + SPLITS + SANDBOX
