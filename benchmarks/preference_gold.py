@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
                                  "eval_split=tune", f"eval_steps={args.rm_eval_steps}", f"output_dir={out}", "run_name=tune-rm",
                                  *common], log)
         metrics = [json.loads(line) for line in (ROOT / out / "tune-rm" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        final = json.loads((ROOT / out / "tune-rm" / "summary.json").read_text())  # the last step's evaluation, in full
         rm_tuning = [{"step": int(r["step"]), "accuracy": r["eval/accuracy"], "gold_accuracy": r.get("eval/gold_accuracy")}
-                     for r in metrics if "eval/accuracy" in r and int(r["step"]) > 0]
-        final = json.loads((ROOT / out / "tune-rm" / "summary.json").read_text())  # the last step's evaluation
+                     for r in metrics if "eval/accuracy" in r and 0 < int(r["step"]) < final["steps"]]
         rm_tuning.append({"step": final["steps"], "accuracy": final["eval_accuracy"], "gold_accuracy": final.get("eval_gold_accuracy")})
         rm_steps = max(rm_tuning, key=lambda r: (r["accuracy"], -r["step"]))["step"]
 
