@@ -42,24 +42,12 @@ MARKER = "rewardlab-attack-" + secrets.token_hex(6)  # in the argv of every proc
 ROOT_ONLY_DIR = "/usr/share/polkit-1/rules.d"  # mode 0700 on Debian, and visible inside the sandbox
 
 
-def processes_with(marker: str) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return [pid for pid in found if pid != os.getpid()]
-
-
 def leftovers_after(marker: str, grace_s: float = 1.0) -> int:
     """How many processes carrying `marker` are alive `grace_s` after the call; kills them."""
     deadline = time.monotonic() + grace_s
-    while processes_with(marker) and time.monotonic() < deadline:
+    while sandbox.processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    alive = processes_with(marker)
+    alive = sandbox.processes_with(marker)
     for pid in alive:
         try:
             os.kill(pid, 9)

@@ -346,18 +346,6 @@ def test_a_segfault_is_a_crash_of_the_candidate_only(mode):
     assert result.status == "crashed" and "SIGSEGV" in result.detail
 
 
-def _processes_with(marker: str) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
-
-
 def _background_sleeper(marker: str, setsid: bool) -> str:
     detach = "    os.setsid()\n" if setsid else ""
     return (
@@ -373,9 +361,9 @@ def _background_sleeper(marker: str, setsid: bool) -> str:
 
 def _gone_within(marker: str, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
-    while _processes_with(marker) and time.monotonic() < deadline:
+    while sandbox.processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    leftovers = _processes_with(marker)
+    leftovers = sandbox.processes_with(marker)
     for pid in leftovers:  # do not leave the sleeper behind if the test fails
         os.kill(pid, 9)
     return not leftovers
