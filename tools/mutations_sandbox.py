@@ -1,4 +1,5 @@
-"""Mutations for the code sandbox (see tools/mutations.py): each removes one protection of rewards/code.py."""
+"""Mutations for untrusted input (see tools/mutations.py): each removes one protection of the code sandbox
+(rewards/code.py) or of checkpoint loading."""
 
 from __future__ import annotations
 
@@ -47,5 +48,13 @@ SANDBOX: list[Mutation] = [
         "        pass\n",
         "a background process of the candidate would outlive the call",
         SANDBOX_TESTS,
+    ),
+    Mutation(
+        "checkpoint: trainer state unpickled in full",
+        "rewardlab/trainers/checkpoint.py",
+        "            return torch.load(path, weights_only=True)\n",
+        "            return torch.load(path, weights_only=False)\n",
+        "an object planted in trainer_state.pt would run code on --resume",
+        ["tests/test_checkpoint_safety.py"],
     ),
 ]

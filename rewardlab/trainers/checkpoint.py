@@ -2,11 +2,16 @@
 
 checkpoint-<step>/ holds the model (HF save_pretrained, safetensors; the adapter only with LoRA), the
 tokenizer, and trainer_state.pt (optimizer, scheduler, RNG states, step, extra trainer state).
+
+trainer_state.pt is read weights-only: tensors, plain Python values and, by an explicit allow-list, numpy's
+RNG state array. Anything else in it (an object planted to run code when unpickled) makes loading fail
+with an error naming the file, instead of running.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
 import shutil
@@ -20,6 +25,27 @@ from ..models import is_peft
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.pt"
+_NUMPY_CORE = getattr(np, "_core", None) or np.core
+# what a trainer state may hold besides tensors and plain Python values: numpy's legacy RNG state (a uint32 array)
+STATE_SAFE_GLOBALS = [_NUMPY_CORE.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A trainer state holds objects that weights-only loading refuses (unpickling them could run code)."""
+
+
+def load_trainer_state(path: Path) -> dict[str, Any]:
+    """trainer_state.pt, weights-only with the RNG allow-list; a refused object raises UnsafeCheckpointError."""
+    with torch.serialization.safe_globals(STATE_SAFE_GLOBALS):
+        try:
+            return torch.load(path, weights_only=True)
+        except pickle.UnpicklingError as error:
+            reason = str(error).splitlines()[-1][:300] if str(error) else type(error).__name__
+            raise UnsafeCheckpointError(
+                f"{path} holds an object that is not a tensor, a plain value or an RNG state, so it was not loaded "
+                f"(unpickling it could run code; {reason}). Resume only from checkpoints rewardlab wrote; to "
+                "start over, remove the checkpoint folder or train into a new output_dir."
+            ) from None
 
 
 def set_seed(seed: int) -> None:
@@ -119,7 +145,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict[str, Any]:
         missing = [k for k in missing if "lm_head" not in k]
         if missing or unexpected:
             raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    state = torch.load(path / STATE_FILE, weights_only=False)
+    state = load_trainer_state(path / STATE_FILE)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     restore_rng_state(state["rng"])
