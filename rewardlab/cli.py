@@ -13,18 +13,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config import ConfigError, load_config
     from .trainers import TRAINERS
 
     overrides = list(args.overrides) + ([f"env={args.env}"] if args.env else [])
     cfg = load_config(args.method, args.config, overrides)
     if args.resume:
         cfg.resume = True
+    if args.overwrite:
+        if cfg.resume:
+            raise ConfigError("--resume continues the run in the directory and --overwrite deletes it; pass one of them")
+        cfg.overwrite = True
     TRAINERS[args.method](cfg)
     return 0
 
@@ -74,7 +79,11 @@ def _play(args: argparse.Namespace) -> int:
     from .envs.play import play_tictactoe
 
     agent = policy_agent(args.model, args.device) if args.model else make_agent(args.agent, args.seed)
-    play_tictactoe(agent, human_first=args.human_first, seed=args.seed)
+    try:
+        play_tictactoe(agent, human_first=args.human_first, seed=args.seed)
+    except (EOFError, KeyboardInterrupt):
+        print("\nrewardlab: game abandoned (input ended)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -146,12 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="rewardlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help=f"train a model: {', '.join(METHOD_PRESETS)}")
     p.add_argument("method", choices=sorted(METHOD_PRESETS))
     p.add_argument("--config", help="YAML config file (see examples/)")
-    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue from the newest intact checkpoint in the run directory")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the run directory (its checkpoints, model and logs are deleted)")
     p.add_argument("--env", default="", help="train on a text environment: tictactoe, bandit, contextual_bandit, a Gymnasium id or module:Class")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. learning_rate=1e-4")
     p.set_defaults(func=_train)
@@ -217,16 +228,32 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if "" not in sys.path and os.getcwd() not in sys.path:  # reward modules in the working directory, as with python -m
+        sys.path.insert(0, os.getcwd())
+    from .trainers.rundir import TrainingInterrupted
+
+    try:
+        return args.func(args)
+    except TrainingInterrupted as stop:
+        print(f"rewardlab: {stop}", file=sys.stderr)
+        return stop.exit_code
+    except user_errors() as err:
+        if args.debug:
+            raise
+        print(f"rewardlab: error: {err}", file=sys.stderr)
+        return 2
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean a mistake in what the user passed: one line, exit code 2 (a traceback with --debug)."""
     from .config import ConfigError
     from .data import DataError
     from .registry import UnknownNameError
     from .rewards import RewardError
+    from .trainers.checkpoint import CheckpointError
+    from .trainers.rundir import RunDirError
 
-    try:
-        return args.func(args)
-    except (ConfigError, DataError, RewardError, UnknownNameError, FileNotFoundError) as err:
-        print(f"rewardlab: error: {err}", file=sys.stderr)
-        return 2
+    return (ConfigError, DataError, RewardError, UnknownNameError, CheckpointError, RunDirError, FileNotFoundError)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -85,7 +86,10 @@ class CommonConfig:
     """Held-out split of the task that evaluation draws from: test (for reporting) or tune (for choosing
     hyperparameters, early stops and rules)."""
     resume: bool = False
-    """Continue from the newest complete checkpoint in the run directory."""
+    """Continue from the newest intact checkpoint in the run directory."""
+    overwrite: bool = False
+    """Start afresh in a run directory that holds an earlier run: its checkpoints, final model and logs are
+    deleted first. Without it (or resume), such a directory is an error."""
     lora_r: int = 0
     """LoRA rank (0: full fine-tuning)."""
     lora_alpha: float = 16.0
@@ -98,16 +102,13 @@ class CommonConfig:
     method = "common"
 
     def __post_init__(self) -> None:
+        _check_finite(self)
         _check_choice(self, "lr_scheduler", ("constant", "linear", "cosine"))
         _check_choice(self, "dtype", ("auto", "float32", "bfloat16", "float16"))
-        for name in ("max_steps", "eval_n", "save_total_limit"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("logging_steps", "save_steps", "eval_steps", "warmup_steps", "lora_r", "torch_threads"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        _at_least(self, 1, "max_steps", "eval_n", "save_total_limit")
+        _at_least(self, 0, "logging_steps", "save_steps", "eval_steps", "warmup_steps", "lora_r", "torch_threads",
+                  "weight_decay", "max_grad_norm")
+        _positive(self, "learning_rate", "lora_alpha")
 
     @property
     def run_dir(self) -> Path:
@@ -134,8 +135,9 @@ class SFTConfig(CommonConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        _at_least(self, 1, "batch_size", "max_new_tokens")
+        _at_least(self, 0, "num_train_samples")
+        _at_least(self, 2, "max_length")
 
 
 @dataclass
@@ -191,6 +193,12 @@ class GRPOConfig(CommonConfig):
     """Reward functions: built-in names or "module:function" import paths. Empty: the task's verifier."""
     reward_weights: list = field(default_factory=list)
     """One weight per reward function (default 1.0 each)."""
+    reward_timeout: float = 0.0
+    """Seconds a reward function may take on one batch before it is stopped and the run fails naming it (0: no
+    limit). In-process it interrupts Python code only; with reward_workers it stops anything."""
+    reward_workers: int = 0
+    """Run reward functions in this many forked worker processes (0: in the training process), so a hang is
+    killed at reward_timeout and a crash is reported instead of taking the run down."""
     dynamic_sampling: bool = False
     """DAPO: drop groups whose rewards are all equal and sample more prompts to refill the batch."""
     max_resample_rounds: int = 4
@@ -287,12 +295,20 @@ class GRPOConfig(CommonConfig):
                 self.batch_size, self.num_generations, fixed, fixed // self.num_generations,
             )
             self.batch_size = fixed
-        if self.num_iterations < 1:
-            raise ConfigError(f"num_iterations must be >= 1, got {self.num_iterations}")
+        _at_least(self, 1, "num_iterations", "max_prompt_length", "max_completion_length")
         _check_choice(self, "env_reward", ("return", "return_to_go", "regret_to_go", "regret"))
-        for name in ("kl_target", "kl_horizon", "missing_eos_penalty", "value_learning_rate", "vf_coef", "cliprange_value"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        _at_least(self, 0, "kl_target", "kl_horizon", "missing_eos_penalty", "value_learning_rate", "vf_coef",
+                  "cliprange_value", "beta", "epsilon_high", "top_k", "mini_batch_size", "max_resample_rounds",
+                  "overlong_buffer", "num_samples_logged", "reward_timeout", "reward_workers")
+        _positive(self, "epsilon", "temperature", "flowrl_beta")
+        _in_unit_interval(self, "top_p", low_open=True)
+        _in_unit_interval(self, "rlsd_eps", low_open=True)
+        if self.epsilon_high and self.epsilon_high < self.epsilon:
+            raise ConfigError(f"epsilon_high ({self.epsilon_high}) is below epsilon ({self.epsilon}); set it >= epsilon, "
+                              "or 0 for the same clip range on both sides")
+        if self.overlong_buffer > self.max_completion_length:
+            raise ConfigError(f"overlong_buffer ({self.overlong_buffer}) must be at most max_completion_length "
+                              f"({self.max_completion_length}), or 0 for no overlong shaping")
         if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
             raise ConfigError(f"gamma and lam must be in [0, 1], got gamma={self.gamma}, lam={self.lam}")
         if self.kl_target and self.beta <= 0:
@@ -354,8 +370,7 @@ class RewardModelConfig(CommonConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_pair_lengths(self)
-        if self.center_rewards_coefficient < 0:
-            raise ConfigError(f"center_rewards_coefficient must be >= 0, got {self.center_rewards_coefficient}")
+        _at_least(self, 0, "center_rewards_coefficient", "num_train_samples")
 
 
 @dataclass
@@ -415,8 +430,10 @@ class DPOConfig(CommonConfig):
             raise ConfigError("loss_type cdpo needs label_smoothing > 0 (e.g. 0.1), the assumed chance that a label is flipped")
         if self.loss_type == "simpo" and (self.ref_model or self.precompute_ref_log_probs):
             raise ConfigError("simpo uses no reference model; remove ref_model / precompute_ref_log_probs")
-        if self.eval_temperature < 0:
-            raise ConfigError(f"eval_temperature must be >= 0, got {self.eval_temperature}")
+        _at_least(self, 0, "eval_temperature", "simpo_gamma", "desirable_weight", "undesirable_weight", "num_train_samples")
+        _at_least(self, 1, "max_new_tokens")
+        if self.desirable_weight + self.undesirable_weight <= 0:
+            raise ConfigError("desirable_weight and undesirable_weight are both 0: nothing would be learned")
 
 
 @dataclass
@@ -465,8 +482,9 @@ class DistillConfig(CommonConfig):
             raise ConfigError(f"beta and lmbda must be in [0, 1]; got beta={self.beta}, lmbda={self.lmbda}")
         if self.loss_type == "opd" and self.lmbda != 1.0:
             raise ConfigError("loss_type=opd trains on the student's own samples only; leave lmbda at 1 (or use gkd)")
-        if self.temperature <= 0 or self.batch_size < 1 or self.max_completion_length < 1:
-            raise ConfigError("temperature must be > 0, batch_size and max_completion_length >= 1")
+        _positive(self, "temperature")
+        _at_least(self, 0, "opd_lambda")
+        _at_least(self, 1, "batch_size", "max_prompt_length", "max_completion_length")
 
 
 def _check_pair_lengths(cfg: Any) -> None:
@@ -503,6 +521,32 @@ METHOD_PRESETS: dict[str, tuple[type, dict[str, Any]]] = {
     "simpo": (DPOConfig, {"loss_type": "simpo", "beta": 2.5}),
     "kto": (DPOConfig, {"loss_type": "kto"}),
 }
+
+
+def _check_finite(cfg: Any) -> None:
+    """Every float setting is a number: NaN and infinity are refused before anything runs."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name} must be a finite number, got {value}")
+
+
+def _at_least(cfg: Any, low: float, *names: str) -> None:
+    for name in names:
+        if getattr(cfg, name) < low:
+            raise ConfigError(f"{name} must be >= {low}, got {getattr(cfg, name)}")
+
+
+def _positive(cfg: Any, *names: str) -> None:
+    for name in names:
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"{name} must be > 0, got {getattr(cfg, name)}")
+
+
+def _in_unit_interval(cfg: Any, name: str, low_open: bool = False) -> None:
+    value = getattr(cfg, name)
+    if not (0 < value <= 1 if low_open else 0 <= value <= 1):
+        raise ConfigError(f"{name} must be in {'(0' if low_open else '[0'}, 1], got {value}")
 
 
 def _check_choice(cfg: Any, name: str, choices: tuple[str, ...]) -> None:
@@ -553,7 +597,11 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value (e.g. learning_rate=1e-4)")
         key, raw = item.split("=", 1)
-        parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({' '.join(str(err).split())[:200]}); "
+                              "quote it, e.g. key='value'") from None
     return parsed
 
 
@@ -572,8 +620,11 @@ def load_config(
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        with open(path) as fh:
-            loaded = yaml.safe_load(fh) or {}
+        try:
+            with open(path) as fh:
+                loaded = yaml.safe_load(fh) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path} is not valid YAML: {' '.join(str(err).split())[:300]}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of key: value at the top level")
         sources.append((str(path), loaded))

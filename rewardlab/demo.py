@@ -41,11 +41,12 @@ DEMO_GRPO = {
 
 def demo_configs(output_dir: str = "runs", seed: int = 0, **overrides) -> tuple[SFTConfig, GRPOConfig]:
     run = Path(output_dir) / "demo"
-    sft = load_config("sft", None, {**DEMO_SFT, "output_dir": str(run), "run_name": "sft", "seed": seed})
+    # the demo is a fixed recipe: running it again replaces its earlier runs
+    sft = load_config("sft", None, {**DEMO_SFT, "output_dir": str(run), "run_name": "sft", "seed": seed, "overwrite": True})
     grpo = load_config(
         "grpo",
         None,
-        {**DEMO_GRPO, "model": str(run / "sft" / "final"), "output_dir": output_dir, "run_name": "demo", "seed": seed, **overrides},
+        {**DEMO_GRPO, "model": str(run / "sft" / "final"), "output_dir": output_dir, "run_name": "demo", "seed": seed, "overwrite": True, **overrides},
     )
     return sft, grpo
 

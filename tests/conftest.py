@@ -1,7 +1,13 @@
+import os
+import tempfile
+
 import pytest
 import torch
 
 from rewardlab.models import build_char_tokenizer, build_tiny_model
+
+# the classic env-snapshot signing key (classic/envs.py): the tests' own, never the user's
+os.environ.setdefault("REWARDLAB_KEY_DIR", tempfile.mkdtemp(prefix="rewardlab-test-key-"))
 
 
 @pytest.fixture(scope="session")

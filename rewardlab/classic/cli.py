@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(rest)
         return _train(command, rest)
     except (ValueError, FileExistsError, FileNotFoundError, UnknownNameError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"rewardlab: error: {error}", file=sys.stderr)
         return 2
 
 

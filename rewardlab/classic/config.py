@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import inspect
 import json
+import math
 import textwrap
 import types
 import typing
@@ -74,6 +75,13 @@ class RunConfig:
         require(self, "env_kwargs", isinstance(self.env_kwargs, dict), "must be a dict (JSON object on the CLI)")
         if "/" in self.name or self.name in (".", ".."):
             raise ValueError(f"{self.algo}.name must be a plain folder name, got {self.name!r}")
+        for f in dataclasses.fields(self):  # every algorithm's own numbers too: NaN and infinity are refused
+            value = getattr(self, f.name)
+            require(self, f.name, not (isinstance(value, float) and not math.isfinite(value)), "must be a finite number")
+        if hasattr(self, "hidden_sizes"):
+            sizes = self.hidden_sizes
+            require(self, "hidden_sizes", len(sizes) >= 1 and all(int(s) >= 1 for s in sizes),
+                    "needs at least one layer of width >= 1, e.g. 64,64")
 
     @property
     def run_name(self) -> str:

@@ -9,8 +9,13 @@ returns a dummy transition that every algorithm would have to skip.)
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
 import pickle
+import secrets
 import warnings
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -25,6 +30,8 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **make_kwarg
         return gym.make(env_id, **(env_kwargs or {}), **make_kwargs)
     except gym.error.Error as error:  # unknown id, wrong version, missing extra
         raise ValueError(f"cannot make Gymnasium env {env_id!r}: {error}") from error
+    except TypeError as error:  # an env_kwargs key the environment does not take
+        raise ValueError(f"env_kwargs {env_kwargs} do not fit {env_id!r}: {error}") from None
 
 
 def make_vec_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None) -> SyncVectorEnv:
@@ -36,19 +43,47 @@ def make_vec_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None =
     )
 
 
+SNAPSHOT_MAGIC = b"rewardlab-envs-v1\n"
+
+
+class UnverifiedSnapshotError(ValueError):
+    """An environment snapshot this machine's key did not sign: it is not unpickled."""
+
+
+def snapshot_key() -> bytes:
+    """This user's secret for signing environment snapshots: 32 random bytes in
+    $REWARDLAB_KEY_DIR (default ~/.config/rewardlab)/snapshot.key, created on first use, readable by the
+    user only. A snapshot signed with it was written by this user's runs; nothing else is unpickled."""
+    folder = Path(os.environ.get("REWARDLAB_KEY_DIR") or Path.home() / ".config" / "rewardlab")
+    path = folder / "snapshot.key"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
 def env_snapshot_bytes(env: gym.Env | SyncVectorEnv, obs: Any) -> bytes | None:
-    """Pickle of the env(s) (dynamics state, RNG, time-limit counter) and the current observation,
-    or None with a warning where the env cannot be pickled (then resume falls back to a reset)."""
+    """Pickle of the env(s) (dynamics state, RNG, time-limit counter) and the current observation, signed
+    with snapshot_key(); None with a warning where the env cannot be pickled (resume then resets it)."""
     target = list(env.envs) if isinstance(env, SyncVectorEnv) else env
     try:
-        return pickle.dumps((target, obs))
+        payload = pickle.dumps((target, obs))
     except Exception as error:  # anything from a lambda in a wrapper to a C handle
         warnings.warn(f"environment cannot be pickled ({error}); a resumed run will reset it instead", stacklevel=2)
         return None
+    return SNAPSHOT_MAGIC + hmac.new(snapshot_key(), payload, hashlib.sha256).digest() + payload
 
 
 def load_env_snapshot(data: bytes) -> tuple[gym.Env | SyncVectorEnv, Any]:
-    target, obs = pickle.loads(data)
+    """The env(s) and observation of a snapshot, unpickled only when its signature checks out with this
+    user's key; otherwise UnverifiedSnapshotError (the file may be planted or from another machine)."""
+    head, digest, payload = data[: len(SNAPSHOT_MAGIC)], data[len(SNAPSHOT_MAGIC): len(SNAPSHOT_MAGIC) + 32], data[len(SNAPSHOT_MAGIC) + 32:]
+    expected = hmac.new(snapshot_key(), payload, hashlib.sha256).digest()
+    if head != SNAPSHOT_MAGIC or not hmac.compare_digest(digest, expected):
+        raise UnverifiedSnapshotError("not signed with this user's snapshot key")
+    target, obs = pickle.loads(payload)
     if isinstance(target, list):  # a vector env's sub-envs: rebuild the wrapper around them as they are
         envs = SyncVectorEnv([lambda env=env: env for env in target], autoreset_mode=AutoresetMode.SAME_STEP, copy=True)
         return envs, obs

@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from rewardlab.classic.config import RunConfig, save_config
-from rewardlab.classic.envs import env_snapshot_bytes, load_env_snapshot
+from rewardlab.classic.envs import UnverifiedSnapshotError, env_snapshot_bytes, load_env_snapshot
 from rewardlab.classic.evaluate import evaluate
 from rewardlab.classic.policies import Policy
 
@@ -119,8 +119,14 @@ class Run:
         environment snapshot, the env(s) exactly as they were, mid-episode, so the resumed run repeats
         the uninterrupted one; otherwise `env` reset with seed `env_seed(step)`."""
         if self._env_snapshot is not None:
-            env.close()
-            return load_env_snapshot(self._env_snapshot.read_bytes())
+            try:
+                restored = load_env_snapshot(self._env_snapshot.read_bytes())
+            except UnverifiedSnapshotError as error:  # planted, edited, or written on another machine
+                print(f"warning: {self._env_snapshot} was not loaded ({error}; unpickling it could run code); "
+                      "the environment is reset instead, so this resume is not step-for-step exact", file=sys.stderr)
+            else:
+                env.close()
+                return restored
         obs, _ = env.reset(seed=self.env_seed(step))
         return env, obs
 
@@ -183,7 +189,8 @@ class Run:
 
     def save_checkpoint(self, step: int, policy: Policy, stateful: dict[str, Any], env_state: tuple[Any, Any] | None = None) -> Path:
         """checkpoint-<step>/: policy.pt, trainer_state.pt and, when `env_state` = (env, obs) can be
-        pickled, envs.pkl (a pickle, unlike the weights-only .pt files: only resume runs you made)."""
+        pickled, envs.pkl (a pickle signed with this user's key, classic/envs.py: snapshot_key; an unsigned or
+        altered one is never unpickled, the env is reset instead)."""
         state = {
             "step": step,
             "elapsed": self.elapsed(),

@@ -19,6 +19,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from ..config import ConfigError
 from .bandits import BanditEnv, ContextualBanditEnv, ucb1_arms
 from .base import TextEnv
 from .baselines import AGENT_FORMS, Agent, DemonstratorAgent, make_agent
@@ -50,21 +51,24 @@ def make_text_env(name: str, options: dict[str, Any] | None = None) -> TextEnv:
         try:
             cls = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as err:
-            raise ValueError(f"cannot import environment {name!r} ({err}); use 'package.module:ClassName'") from None
-        env = cls(**options)
+            raise ConfigError(f"cannot import environment {name!r} ({err}); use 'package.module:ClassName'") from None
+        try:
+            env = cls(**options)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"bad option for environment {name!r}: {err}") from None
     else:
         env_id = ENV_IDS.get(name, name)
         if env_id not in gym.registry:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown environment {name!r}; use one of {', '.join(ENV_IDS)}, a registered Gymnasium id "
                 "(e.g. rewardlab/TicTacToe-v0), or 'package.module:ClassName' for your own TextEnv"
             )
         try:
             env = gym.make(env_id, **options)
-        except TypeError as err:
-            raise ValueError(f"bad option for environment {name!r}: {err}") from None
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"bad option for environment {name!r}: {err}") from None
     if not isinstance(env.unwrapped, TextEnv):
-        raise ValueError(
+        raise ConfigError(
             f"environment {name!r} is a {type(env.unwrapped).__name__}, not a rewardlab.envs.TextEnv; "
             "text environments take and return text"
         )

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from ..config import ConfigError
 from .tiny import build_tiny_model
 from .tokenizer import build_char_tokenizer
 
@@ -48,6 +49,34 @@ def disable_dropout(model: torch.nn.Module) -> None:
                 setattr(config, key, 0.0)
 
 
+def model_source(model: str) -> tuple[str, dict[str, Any]]:
+    """Where from_pretrained reads `model` (a directory with config.json, or a .gguf file's folder plus its
+    name), checked without loading anything: a wrong path is a ConfigError before a run starts."""
+    path = Path(os.path.expanduser(model))
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ConfigError(f"model {model!r}: GGUF file not found")
+        return str(path.parent), {"gguf_file": path.name}
+    if path.is_dir() and (path / "config.json").is_file():
+        return str(path), {}
+    raise ConfigError(
+        f"model {model!r} is neither 'tiny', a local Hugging Face directory with config.json, "
+        "nor a .gguf file. Nothing is downloaded: pass a local path."
+    )
+
+
+def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of `model` alone (no weights), padding on the left with EOS when it has no pad token."""
+    if model == "tiny":
+        return build_char_tokenizer()
+    source, kwargs = model_source(model)
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
 def load_policy(
     model: str,
     *,
@@ -64,25 +93,13 @@ def load_policy(
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     if model == "tiny":
-        tokenizer = build_char_tokenizer()
+        tokenizer = load_tokenizer(model)
         policy = build_tiny_model(tokenizer, seed=seed, **(model_config or {}))
     else:
         if model_config:
-            raise ValueError("model_config only applies to model='tiny'; remove it or set model: tiny")
-        path = Path(os.path.expanduser(model))
-        if path.suffix == ".gguf":
-            if not path.is_file():
-                raise FileNotFoundError(f"GGUF file not found: {path}")
-            kwargs = {"gguf_file": path.name}
-            source = str(path.parent)
-        elif path.is_dir() and (path / "config.json").is_file():
-            kwargs, source = {}, str(path)
-        else:
-            raise ValueError(
-                f"model {model!r} is neither 'tiny', a local Hugging Face directory with config.json, "
-                "nor a .gguf file. Nothing is downloaded: pass a local path."
-            )
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, **kwargs)
+            raise ConfigError("model_config only applies to model='tiny'; remove it or set model: tiny")
+        source, kwargs = model_source(model)
+        tokenizer = load_tokenizer(model)
         policy = AutoModelForCausalLM.from_pretrained(
             source, local_files_only=True, dtype=torch_dtype, **kwargs
         )
@@ -92,9 +109,6 @@ def load_policy(
             # ("quantized with gguf and is not serializable") and would write a gguf quantization_config into
             # config.json; the weights are ordinary float tensors by now, so drop the marker.
             quantizer.remove_quantization_config(policy)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        tokenizer.padding_side = "left"
     policy.to(device=dev, dtype=torch_dtype)
     disable_dropout(policy)
     return policy, tokenizer

@@ -21,6 +21,19 @@ logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.jsonl"
+SAMPLE_TEXT_LIMIT = 4000  # characters of each text field kept in samples.jsonl: a 10 MB prompt is not logged whole
+
+
+def _bounded(value: Any) -> Any:
+    """Long strings (in lists and chat messages too) cut to SAMPLE_TEXT_LIMIT, noting how much was left out."""
+    if isinstance(value, str) and len(value) > SAMPLE_TEXT_LIMIT:
+        half = SAMPLE_TEXT_LIMIT // 2
+        return f"{value[:half]}...[{len(value) - 2 * half} characters not logged]...{value[-half:]}"
+    if isinstance(value, dict):
+        return {k: _bounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_bounded(v) for v in value]
+    return value
 
 
 def _scalar(value: Any) -> Any:
@@ -105,7 +118,7 @@ class RunLogger:
         if self._samples_file is None:
             self._samples_file = self.samples_path.open("a", encoding="utf-8")
         for row in rows:
-            record = _finite_or_none({"step": int(step), **row})
+            record = _bounded(_finite_or_none({"step": int(step), **row}))
             self._samples_file.write(json.dumps(record, default=_json_default, ensure_ascii=False) + "\n")
         self._samples_file.flush()
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from rewardlab.rewards.isolation import RewardCaller, RewardCrash, RewardTimeout
+
 logger = logging.getLogger(__name__)
 
 RewardFn = Callable[..., list[float | None]]
@@ -66,6 +68,8 @@ class RewardFunctions:
         self,
         funcs: RewardFn | str | Sequence[RewardFn | str],
         weights: Sequence[float] | None = None,
+        timeout: float = 0.0,
+        workers: int = 0,
     ):
         if callable(funcs) or isinstance(funcs, str):
             funcs = [funcs]
@@ -85,6 +89,9 @@ class RewardFunctions:
                 )
             resolved.append(fn)
         self.funcs = resolved
+        self.timeout = timeout
+        self._caller = RewardCaller(timeout, workers)  # timeout and worker processes (rewards/isolation.py)
+        self._caller.register(resolved)
 
         if weights is None:
             weights = [1.0] * len(resolved)
@@ -145,6 +152,7 @@ class RewardFunctions:
                 )
 
         per_function: dict[str, torch.Tensor] = {}
+        raw: dict[str, torch.Tensor] = {}  # float64, for the error message
         total = torch.zeros(batch_size, dtype=torch.float64)
         applicable = torch.zeros(batch_size, dtype=torch.bool)
         for fn, name, weight in zip(self.funcs, self.names, self.weights):
@@ -155,7 +163,7 @@ class RewardFunctions:
             present = ~torch.isnan(rewards)
             applicable |= present
             total += weight * torch.where(present, rewards, torch.zeros_like(rewards))
-            per_function[name] = rewards.to(torch.float32)
+            per_function[name], raw[name] = rewards.to(torch.float32), rewards
 
         if batch_size and not bool(applicable.all()) and not self._warned_all_none:
             first = int((~applicable).nonzero()[0])
@@ -165,11 +173,33 @@ class RewardFunctions:
                 int((~applicable).sum()), batch_size, first,
             )
             self._warned_all_none = True
-        return total.to(torch.float32), per_function
+        total32 = total.to(torch.float32)  # the training dtype: 1e300 passes float64 but becomes inf here
+        if not bool(torch.isfinite(total32).all()):
+            index = int((~torch.isfinite(total32)).nonzero()[0])
+            parts = ", ".join(f"{n}={float(raw[n][index]):.4g}*{w:g}" for n, w in zip(self.names, self.weights))
+            raise RewardError(
+                f"the weighted reward of sample {index} is {float(total[index]):.4g}, beyond float32's range "
+                f"(|r| <= {torch.finfo(torch.float32).max:.3g}) used in training ({parts}); rescale the reward "
+                f"function or its weight.\n  prompt: {_shorten(prompts[index])}\n  completion: {_shorten(completions[index])}"
+            )
+        return total32, per_function
 
     def _call_one(self, fn, name, prompts, completions, completion_ids, columns) -> list[float | None]:
         try:
-            values = fn(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
+            values = self._caller(fn, dict(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns))
+        except RewardTimeout:
+            raise RewardError(
+                f"reward function {name} did not return within reward_timeout={self.timeout:g}s on a batch of "
+                f"{len(completions)} completions and was stopped (first completion: {_shorten(completions[0], 80) if completions else ''}); "
+                "make it faster or raise reward_timeout."
+            ) from None
+        except RewardCrash:
+            raise RewardError(
+                f"reward function {name} crashed its worker process (a segfault, os._exit, or the system killed it "
+                f"for memory) on a batch of {len(completions)} completions."
+            ) from None
+        except SystemExit as exc:  # exit() inside a reward would otherwise end the run silently
+            raise RewardError(f"reward function {name} called exit({exc.code!r}); return a reward instead.") from None
         except Exception as exc:
             hint = ""
             if isinstance(exc, TypeError) and "unexpected keyword argument" in str(exc):

@@ -17,14 +17,18 @@ TASKS.add("countdown", CountdownTask)
 
 def make_task(name: str, **options: Any):
     """Build a task by name with its options (e.g. make_task("arithmetic", max_digits=3))."""
+    import dataclasses
+
+    from ..config import ConfigError
+
     task_cls = TASKS[name]
     try:
         return task_cls(**options)
     except TypeError as err:
-        import dataclasses
-
         valid = [f.name for f in dataclasses.fields(task_cls)] if dataclasses.is_dataclass(task_cls) else []
-        raise ValueError(f"bad option for task {name!r}: {err}; valid options: {valid}") from None
+        raise ConfigError(f"bad option for task {name!r}: {err}; valid options: {valid}") from None
+    except ValueError as err:  # an option out of range, checked by the task itself
+        raise ConfigError(f"task_options for task {name!r}: {err}") from None
 
 
 __all__ = [

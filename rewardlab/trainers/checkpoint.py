@@ -30,7 +30,15 @@ _NUMPY_CORE = getattr(np, "_core", None) or np.core
 STATE_SAFE_GLOBALS = [_NUMPY_CORE.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
-class UnsafeCheckpointError(RuntimeError):
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: the message names its path and what to do."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint's files are missing, truncated or unreadable (a resume skips it for an older one)."""
+
+
+class UnsafeCheckpointError(CheckpointError):
     """A trainer state holds objects that weights-only loading refuses (unpickling them could run code)."""
 
 
@@ -38,14 +46,28 @@ def load_trainer_state(path: Path) -> dict[str, Any]:
     """trainer_state.pt, weights-only with the RNG allow-list; a refused object raises UnsafeCheckpointError."""
     with torch.serialization.safe_globals(STATE_SAFE_GLOBALS):
         try:
-            return torch.load(path, weights_only=True)
+            state = torch.load(path, weights_only=True)
+        except FileNotFoundError:
+            raise CorruptCheckpointError(f"{path} is missing") from None
         except pickle.UnpicklingError as error:
+            if "Weights only load failed" not in str(error):  # not a refused object: damaged bytes
+                raise CorruptCheckpointError(f"{path} is unreadable ({_first_line(error)})") from None
             reason = str(error).splitlines()[-1][:300] if str(error) else type(error).__name__
             raise UnsafeCheckpointError(
                 f"{path} holds an object that is not a tensor, a plain value or an RNG state, so it was not loaded "
                 f"(unpickling it could run code; {reason}). Resume only from checkpoints rewardlab wrote; to "
                 "start over, remove the checkpoint folder or train into a new output_dir."
             ) from None
+        except (RuntimeError, EOFError, OSError, ValueError) as error:  # truncated or zero-byte: torch's zip reader
+            raise CorruptCheckpointError(f"{path} is unreadable ({_first_line(error)})") from None
+    if not isinstance(state, dict) or not {"step", "optimizer", "scheduler", "rng"} <= set(state):
+        raise CorruptCheckpointError(f"{path} is not a rewardlab trainer state (no step, optimizer, scheduler and rng)")
+    return state
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0][:200] if text else "") or type(error).__name__
 
 
 def set_seed(seed: int) -> None:
@@ -73,7 +95,11 @@ def _atomic_dir(final: Path, write) -> Path:
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    write(tmp)
+    try:
+        write(tmp)
+    except BaseException:  # disk full, an interrupt: nothing half-written is left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -130,22 +156,36 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found) if (p / STATE_FILE).is_file()]
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict[str, Any]:
-    """Restore weights, optimizer, scheduler and RNG from checkpoint `path`; returns the saved state."""
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise CorruptCheckpointError(f"{path} is missing") from None
+    except Exception as error:  # safetensors raises its own SafetensorError (and OSError) on damaged files
+        raise CorruptCheckpointError(f"{path} is unreadable ({_first_line(error)})") from None
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict[str, Any]:
+    """Restore weights, optimizer, scheduler and RNG from checkpoint `path`; returns the saved state.
+
+    Everything is read before anything is changed, so a damaged checkpoint (CorruptCheckpointError,
+    naming the file) leaves the model as it was and an older checkpoint can be tried instead.
+    """
+    state = load_trainer_state(path / STATE_FILE)
     if is_peft(model):
         from peft import set_peft_model_state_dict
 
-        set_peft_model_state_dict(model, load_file(str(path / "adapter_model.safetensors")))
+        set_peft_model_state_dict(model, _read_weights(path / "adapter_model.safetensors"))
     else:
-        state_dict = load_file(str(path / "model.safetensors"))
+        state_dict = _read_weights(path / "model.safetensors")
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
         # tied embeddings are saved once; anything else missing means the checkpoint does not fit
         missing = [k for k in missing if "lm_head" not in k]
         if missing or unexpected:
-            raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    state = load_trainer_state(path / STATE_FILE)
+            raise CheckpointError(f"checkpoint {path} does not match the model: missing {missing[:5]}, unexpected "
+                                  f"{unexpected[:5]}; resume with the model and model_config the run started with")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     restore_rng_state(state["rng"])

@@ -26,10 +26,9 @@ from ..config import ConfigError, DistillConfig
 from ..models import last_hidden_states, load_policy, token_logprobs
 from ..monitor import format_table, progress
 from ..rollout import HFEngine, SamplingParams, left_pad
-from .checkpoint import save_checkpoint
 from .evaluate import evaluate_accuracy
 from .inputs import encode_completion, encode_prompt, eval_records, train_records, verifier
-from .setup import finish_run, grad_step, start_run
+from .setup import finish_run, fit_prompt_length, grad_step, managed_run, start_run
 from .sft import right_pad
 
 JSD_CHUNK_POSITIONS = 1024
@@ -66,6 +65,7 @@ def jsd_per_token(student, teacher, input_ids, attention, C: int, beta: float, t
     return torch.cat(parts).view(B, C)
 
 
+@managed_run
 def train_distill(cfg: DistillConfig) -> dict:
     records = train_records(cfg, cfg.max_steps * cfg.batch_size, required=("prompt", "completion") if cfg.off_policy_source == "dataset" and (cfg.loss_type == "sft" or cfg.lmbda < 1) else ("prompt",))
     held_out, verify = eval_records(cfg), verifier(cfg)
@@ -73,6 +73,7 @@ def train_distill(cfg: DistillConfig) -> dict:
         raise FileNotFoundError(f"teacher {cfg.teacher!r} not found; pass a run's final/ directory or a Hugging Face model directory")
     ctx = start_run(cfg)
     student, tok = ctx.model, ctx.tokenizer
+    fit_prompt_length(cfg, student)
     device = next(student.parameters()).device
     with torch.random.fork_rng(devices=[]):  # loading must not move the run's RNG
         teacher, teacher_tok = load_frozen(cfg.teacher, cfg, device)
@@ -141,8 +142,7 @@ def train_distill(cfg: DistillConfig) -> dict:
         ctx.logger.log(done, metrics)
         bar.update(1)
         bar.set_postfix(loss=f"{metrics['loss']:.3f}")
-        if cfg.save_steps and done % cfg.save_steps == 0 and done < cfg.max_steps:
-            save_checkpoint(ctx.run_dir, done, student, tok, ctx.optimizer, ctx.scheduler, {}, cfg.save_total_limit)
+        ctx.end_step(done, cfg)
     bar.close()
     train_time = time.time() - t_start
 

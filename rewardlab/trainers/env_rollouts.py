@@ -32,7 +32,9 @@ def env_options(cfg: CommonConfig) -> dict[str, Any]:
 
 
 def env_seed_records(cfg: CommonConfig, n: int) -> list[dict]:
-    """The online loop's "prompts" when training on an environment: one record per episode seed."""
+    """The online loop's "prompts" when training on an environment: one record per episode seed. The
+    environment is built once here, so a wrong name or option fails before the run directory exists."""
+    make_text_env(cfg.env, env_options(cfg)).close()
     base = TRAIN_SEED_BASE + TRAIN_SEED_STRIDE * cfg.seed
     return [{"prompt": f"{cfg.env} seed {base + i}", "env_seed": base + i} for i in range(n)]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..config import CommonConfig, ConfigError
 from ..data import DataError, load_records, render_completion, render_prompt, validate_prompt_records
-from ..rewards import REWARDS, RewardFunctions
+from ..rewards import REWARDS, RewardError, RewardFunctions
 from ..tasks import make_task
 from ..tasks.splits import EVAL_SPLITS
 
@@ -60,11 +60,22 @@ def eval_records(cfg: CommonConfig, n: int | None = None, seed: int | None = Non
 
 
 def encode_prompt(prompt: str | list[dict], tokenizer, max_length: int | None = None) -> tuple[list[int], bool]:
-    """Token ids of a prompt (chat prompts through the chat template), left-truncated to max_length."""
-    ids = tokenizer(render_prompt(prompt, tokenizer), add_special_tokens=False)["input_ids"]
+    """Token ids of a prompt (chat prompts through the chat template), left-truncated to max_length.
+
+    A very long prompt is cut to its last characters before tokenizing (a 10 MB prompt costs what a
+    max_length one does), keeping enough of them that the last max_length tokens come out the same.
+    """
+    text = render_prompt(prompt, tokenizer)
+    keep = (max_length or 0) * 16 + 64  # characters; doubled while they give too few tokens
+    while True:
+        cut = bool(max_length) and len(text) > keep
+        ids = tokenizer(text[-keep:] if cut else text, add_special_tokens=False)["input_ids"]
+        if not cut or len(ids) > max_length + 8:  # the first tokens of a cut text may differ; they are dropped
+            break
+        keep *= 2
     if not ids:
-        raise DataError(f"prompt {prompt!r} encodes to zero tokens; every prompt needs text")
-    if max_length and len(ids) > max_length:
+        raise DataError(f"prompt {str(prompt)[:200]!r} encodes to zero tokens; every prompt needs text")
+    if max_length and (cut or len(ids) > max_length):
         return ids[-max_length:], True
     return ids, False
 
@@ -83,7 +94,7 @@ def _import_function(path: str):
     try:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
-        raise ValueError(f"cannot import reward function {path!r} ({err}); use 'package.module:function'") from None
+        raise RewardError(f"cannot import reward function {path!r} ({err}); use 'package.module:function'") from None
 
 
 def reward_functions(cfg: Any) -> RewardFunctions:
@@ -94,7 +105,7 @@ def reward_functions(cfg: Any) -> RewardFunctions:
         funcs = [REWARDS["math"]]
     else:
         funcs = task_of(cfg).reward_functions()
-    return RewardFunctions(funcs, cfg.reward_weights or None)
+    return RewardFunctions(funcs, cfg.reward_weights or None, getattr(cfg, "reward_timeout", 0.0), getattr(cfg, "reward_workers", 0))
 
 
 def verifier(cfg: CommonConfig):

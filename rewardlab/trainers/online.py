@@ -40,7 +40,6 @@ from ..monitor import HackingMonitor, format_table, progress, reward_length_corr
 from ..registry import UnknownNameError
 from ..rewards import RewardFunctions, summary_metrics
 from ..rollout import HFEngine, Rollout, SamplingParams, concat_rollouts, select_rows
-from .checkpoint import save_checkpoint
 from .critic import Critic, RewardModelScorer
 from .env_rollouts import EnvRollouts, env_seed_records
 from .evaluate import completions_for, evaluate_accuracy
@@ -55,7 +54,7 @@ from .inputs import (
     verifier,
 )
 from .self_distill import SELF_DISTILL_OBJECTIVES, SelfTeacher, self_distill_per_token
-from .setup import finish_run, grad_step, start_run
+from .setup import finish_run, fit_prompt_length, grad_step, managed_run, start_run
 
 # Per-token estimators (docs/algorithms.md#per-token-advantages); the others are outcome-level, in ADVANTAGES.
 TOKEN_ADVANTAGES = ("gae", "reinforce_pp")
@@ -120,6 +119,7 @@ def minibatch_weight(loss_type: str, mask: torch.Tensor, rows: slice, total_rows
     return (rows.stop - rows.start) / total_rows
 
 
+@managed_run
 def train_grpo(cfg: GRPOConfig) -> dict:
     # Everything a user can get wrong is checked before the run directory or the model exist.
     if advice := warmup_advice(cfg):
@@ -150,6 +150,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
 
     ctx = start_run(cfg)
     model, tok = ctx.model, ctx.tokenizer
+    fit_prompt_length(cfg, model)
     device = next(model.parameters()).device
     reference = Reference(model, cfg) if (cfg.beta > 0 or cfg.log_kl or token_level or cfg.reward_model or cfg.objective == "flowrl") else None
     kl_ctl = AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon) if cfg.kl_target else FixedKLController(cfg.beta)
@@ -378,9 +379,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             ])
         bar.update(1)
         bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{metrics.get('kl', 0.0):.4f}", clip=f"{metrics.get('clip_fraction', 0.0):.3f}")
-        if cfg.save_steps and done % cfg.save_steps == 0 and done < cfg.max_steps:
-            extra = {"data_cursor": cursor, **{name: part.state_dict() for name, part in stateful.items() if part is not None}}
-            save_checkpoint(ctx.run_dir, done, model, tok, ctx.optimizer, ctx.scheduler, extra, cfg.save_total_limit)
+        ctx.end_step(done, cfg, lambda: {"data_cursor": cursor, **{n: part.state_dict() for n, part in stateful.items() if part is not None}})
     bar.close()
     train_time = time.time() - t_start
 

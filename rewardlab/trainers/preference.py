@@ -18,11 +18,10 @@ from ..algos import kto_loss, kto_reference_point, preference_loss
 from ..config import DPOConfig
 from ..models import is_peft, load_policy, token_logprobs
 from ..monitor import format_table, progress
-from .checkpoint import save_checkpoint
 from .gold import gold_report, gold_samples
 from .inputs import eval_split, task_of
 from .preference_inputs import EncodedRows, collate, encode_records, pair_batch, preference_records
-from .setup import finish_run, grad_step, start_run
+from .setup import finish_run, grad_step, managed_run, start_run
 
 
 def sequence_logps(model, input_ids: torch.Tensor, attention: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
@@ -148,6 +147,7 @@ def _as_sigmoid(cfg: DPOConfig) -> DPOConfig:
     return dataclasses.replace(cfg, loss_type="sigmoid", label_smoothing=0.0)
 
 
+@managed_run
 def train_dpo(cfg: DPOConfig) -> dict:
     kto = cfg.loss_type == "kto"
     n_records = cfg.num_train_samples or cfg.max_steps * cfg.batch_size
@@ -200,8 +200,7 @@ def train_dpo(cfg: DPOConfig) -> dict:
         ctx.logger.log(done, metrics)
         bar.update(1)
         bar.set_postfix(loss=f"{metrics['loss']:.3f}", margin=f"{metrics['rewards/margins']:.3f}")
-        if cfg.save_steps and done % cfg.save_steps == 0 and done < cfg.max_steps:
-            save_checkpoint(ctx.run_dir, done, model, tok, ctx.optimizer, ctx.scheduler, {"gold_before": gold_before}, cfg.save_total_limit)
+        ctx.end_step(done, cfg, lambda: {"gold_before": gold_before})
     bar.close()
     train_time = time.time() - t_start
 

@@ -15,10 +15,9 @@ from ..algos import bradley_terry_loss
 from ..config import RewardModelConfig
 from ..models import reward_scores
 from ..monitor import format_table, progress
-from .checkpoint import save_checkpoint
 from .inputs import eval_split, task_of
 from .preference_inputs import EncodedRows, encode_records, pair_batch, preference_records, split_conversation
-from .setup import finish_run, grad_step, start_run
+from .setup import finish_run, grad_step, managed_run, start_run
 
 
 @torch.no_grad()
@@ -62,6 +61,7 @@ def evaluate_reward_model(model, tokenizer, cfg: RewardModelConfig, records: lis
     return metrics, rows
 
 
+@managed_run
 def train_reward_model(cfg: RewardModelConfig) -> dict:
     n_records = cfg.num_train_samples or cfg.max_steps * cfg.batch_size
     records = preference_records(cfg, n_records)  # checked before writing anything
@@ -107,8 +107,7 @@ def train_reward_model(cfg: RewardModelConfig) -> dict:
         ctx.logger.log(done, metrics)
         bar.update(1)
         bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['accuracy']:.2f}")
-        if cfg.save_steps and done % cfg.save_steps == 0 and done < cfg.max_steps:
-            save_checkpoint(ctx.run_dir, done, model, tok, ctx.optimizer, ctx.scheduler, {}, cfg.save_total_limit)
+        ctx.end_step(done, cfg)
     bar.close()
     train_time = time.time() - t_start
 

@@ -1,20 +1,33 @@
-"""What every trainer does before its loop: run directory, seed, model, optimizer, resume."""
+"""What every trainer does around its loop: run directory, seed, model, optimizer, resume, a clean stop."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
-from dataclasses import dataclass
+import signal
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..config import CommonConfig, save_config
+from ..config import CommonConfig, ConfigError, save_config
 from ..models import apply_lora, load_policy, load_reward_model
+from ..models.loading import model_source
 from ..monitor import RunLogger, plot_run
-from .checkpoint import list_checkpoints, load_checkpoint, save_final, set_seed
+from .checkpoint import (
+    CheckpointError,
+    CorruptCheckpointError,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+    save_final,
+    set_seed,
+)
+from .rundir import StopSignal, TrainingInterrupted, claim_run_dir, release_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +42,17 @@ class RunContext:
     logger: RunLogger
     start_step: int  # first step still to run (0 for a fresh run)
     resumed_state: dict[str, Any]
+    stop: StopSignal = field(default_factory=StopSignal)
+
+    def end_step(self, done: int, cfg: CommonConfig, extra=dict) -> None:
+        """After step `done`: a checkpoint every save_steps, and on SIGINT/SIGTERM a checkpoint then
+        TrainingInterrupted. `extra()` gives the trainer's own state to save (called only when saving)."""
+        stopping = self.stop.received is not None and done < cfg.max_steps  # at the last step: finish normally
+        if stopping or (cfg.save_steps and done % cfg.save_steps == 0 and done < cfg.max_steps):
+            path = save_checkpoint(self.run_dir, done, self.model, self.tokenizer, self.optimizer, self.scheduler,
+                                   extra(), cfg.save_total_limit)
+            if stopping:
+                raise TrainingInterrupted(self.stop.received, done, path)
 
 
 def lr_lambda(kind: str, warmup: int, total: int):
@@ -53,10 +77,12 @@ def start_run(cfg: CommonConfig, reward_model: bool = False) -> RunContext:
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     run_dir = cfg.run_dir
+    if cfg.model != "tiny":  # a wrong path fails here, before the run directory is touched
+        model_source(cfg.model)
+    claim_run_dir(run_dir, cfg.resume, cfg.overwrite)
     checkpoints = list_checkpoints(run_dir) if cfg.resume else []
     if cfg.resume and not checkpoints:
         log.warning("resume=True but %s has no complete checkpoint; starting from step 0", run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
 
     set_seed(cfg.seed)
@@ -71,12 +97,56 @@ def start_run(cfg: CommonConfig, reward_model: bool = False) -> RunContext:
         optimizer, lr_lambda(cfg.lr_scheduler, cfg.warmup_steps, cfg.max_steps)
     )
     start_step, state = 0, {}
-    if checkpoints:
-        state = load_checkpoint(checkpoints[-1], model, optimizer, scheduler)
+    for path in reversed(checkpoints):  # the newest intact one; a corrupt one is named and skipped
+        try:
+            state = load_checkpoint(path, model, optimizer, scheduler)
+        except CorruptCheckpointError as error:
+            log.warning("skipping %s: %s", path, error)
+            continue
         start_step = state["step"]
-        log.info("resumed from %s (step %d)", checkpoints[-1], start_step)
-    logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, resume_step=start_step if checkpoints else None)
-    return RunContext(run_dir, model, tokenizer, optimizer, scheduler, logger, start_step, state)
+        log.info("resumed from %s (step %d)", path, start_step)
+        break
+    else:
+        if checkpoints:
+            raise CheckpointError(f"no intact checkpoint in {run_dir} (tried {', '.join(p.name for p in checkpoints)}); "
+                                  "remove them to start over, or use --overwrite")
+    # resuming drops logged rows past the checkpoint's step (all of them when no checkpoint was found)
+    logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, resume_step=(start_step if state else -1) if cfg.resume else None)
+    return RunContext(run_dir, model, tokenizer, optimizer, scheduler, logger, start_step, state, StopSignal().install())
+
+
+def fit_prompt_length(cfg, model: torch.nn.Module) -> None:
+    """Online and distillation runs: max_prompt_length + max_completion_length must fit the model's positions
+    (the tiny model has 256, GRPO's default prompt budget is 512). Too long: the prompt budget is lowered,
+    with a warning saying to what."""
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if not positions or cfg.max_prompt_length + cfg.max_completion_length <= positions:
+        return
+    fitted = positions - cfg.max_completion_length
+    if fitted < 1:
+        raise ConfigError(f"max_completion_length={cfg.max_completion_length} leaves no room for a prompt in the model's "
+                          f"{positions} positions; lower it")
+    log.warning("max_prompt_length=%d + max_completion_length=%d exceeds the model's %d positions; prompts are cut "
+                "to their last %d tokens", cfg.max_prompt_length, cfg.max_completion_length, positions, fitted)
+    cfg.max_prompt_length = fitted
+
+
+def managed_run(train):
+    """Decorates a trainer: whatever happens in it, its signal handlers are removed and its run directory
+    is unlocked when it returns or raises."""
+
+    @functools.wraps(train)
+    def wrapper(cfg: CommonConfig, *args, **kwargs):
+        previous = {sig: signal.getsignal(sig) for sig in StopSignal.SIGNALS}
+        try:
+            return train(cfg, *args, **kwargs)
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            release_run_dir(cfg.run_dir)
+
+    return wrapper
 
 
 def optimizer_step(params, optimizer: torch.optim.Optimizer, max_grad_norm: float, scheduler=None) -> float:
@@ -110,4 +180,5 @@ def finish_run(ctx: RunContext, step: int, eval_rows: list[dict], summary: dict[
     (ctx.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     ctx.logger.close()
     plot_run(ctx.run_dir)
+    ctx.stop.uninstall()
     return summary

@@ -7,13 +7,14 @@ import time
 import torch
 
 from ..config import SFTConfig
+from ..data import DataError
 from ..models import token_logprobs
+from ..models.loading import load_tokenizer
 from ..monitor import progress
 from ..rollout import left_pad
-from .checkpoint import save_checkpoint
 from .evaluate import evaluate_accuracy
 from .inputs import encode_completion, encode_prompt, eval_records, train_records, verifier
-from .setup import finish_run, grad_step, start_run
+from .setup import finish_run, grad_step, managed_run, start_run
 
 
 def right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,9 +27,26 @@ def right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, to
     return ids, mask
 
 
+def encode_rows(records: list[dict], tok, max_length: int, source: str) -> list[tuple[list[int], list[int]]]:
+    """Every row's (prompt ids, completion ids), once, before training: a row over max_length is an error
+    naming its source and index, instead of a failure at whichever step first samples it."""
+    encoded = []
+    for index, record in enumerate(records):
+        prompt, completion = encode_prompt(record["prompt"], tok)[0], encode_completion(record, tok)
+        if len(prompt) + len(completion) > max_length:
+            raise DataError(
+                f"{source}, row {index}: prompt + completion is {len(prompt) + len(completion)} tokens, over "
+                f"max_length={max_length}; raise max_length or shorten or drop the row"
+            )
+        encoded.append((prompt, completion))
+    return encoded
+
+
+@managed_run
 def train_sft(cfg: SFTConfig) -> dict:
     n_records = cfg.num_train_samples or cfg.max_steps * cfg.batch_size
     records = train_records(cfg, n_records, required=("prompt", "completion"))  # checked before writing anything
+    encoded = encode_rows(records, load_tokenizer(cfg.model), cfg.max_length, cfg.dataset or f"task {cfg.task}")
     ctx = start_run(cfg)
     model, tok = ctx.model, ctx.tokenizer
     device = next(model.parameters()).device
@@ -42,12 +60,8 @@ def train_sft(cfg: SFTConfig) -> dict:
     t_start, bar = time.time(), progress(cfg.max_steps, "sft")
     bar.update(ctx.start_step)
     for step in range(ctx.start_step, cfg.max_steps):
-        batch = [records[i] for i in order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
-        prompts = [encode_prompt(r["prompt"], tok)[0] for r in batch]
-        completions = [encode_completion(r, tok) for r in batch]
-        too_long = [i for i, (p, c) in enumerate(zip(prompts, completions)) if len(p) + len(c) > cfg.max_length]
-        if too_long:
-            raise ValueError(f"a training row is longer than max_length={cfg.max_length} tokens; raise max_length")
+        batch = [encoded[i] for i in order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
+        prompts, completions = [p for p, _ in batch], [c for _, c in batch]
         prompt_ids, prompt_mask = left_pad(prompts, tok.pad_token_id)
         completion_ids, completion_mask = right_pad(completions, tok.pad_token_id)
         input_ids = torch.cat([prompt_ids, completion_ids], 1).to(device)
@@ -64,8 +78,7 @@ def train_sft(cfg: SFTConfig) -> dict:
         ctx.logger.log(done, metrics)
         bar.update(1)
         bar.set_postfix(loss=f"{metrics['loss']:.3f}")
-        if cfg.save_steps and done % cfg.save_steps == 0 and done < cfg.max_steps:
-            save_checkpoint(ctx.run_dir, done, model, tok, ctx.optimizer, ctx.scheduler, {}, cfg.save_total_limit)
+        ctx.end_step(done, cfg)
     bar.close()
     train_time = time.time() - t_start
 
