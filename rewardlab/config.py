@@ -154,6 +154,9 @@ class GRPOConfig(CommonConfig):
     """Completions per forward/backward chunk (gradient accumulation); 0 = the whole batch."""
     num_iterations: int = 1
     """Optimizer steps per rollout batch (>1 makes the clip matter and needs an old-policy pass)."""
+    target_kl: float = 0.0
+    """With num_iterations > 1: stop a rollout's updates once approx_kl (KL from the rollout's policy, logged
+    every step) exceeds this; the update that crossed it is not applied (0: never stop early)."""
     advantage: str = "grpo"
     """Advantage estimator: grpo | dr_grpo | rloo (one scalar per completion, compared within its group) |
     gae (PPO: per-token, with a critic) | reinforce_pp (REINFORCE++: per-token return, batch-whitened)."""
@@ -299,7 +302,7 @@ class GRPOConfig(CommonConfig):
         _check_choice(self, "env_reward", ("return", "return_to_go", "regret_to_go", "regret"))
         _at_least(self, 0, "kl_target", "kl_horizon", "missing_eos_penalty", "value_learning_rate", "vf_coef",
                   "cliprange_value", "beta", "epsilon_high", "top_k", "mini_batch_size", "max_resample_rounds",
-                  "overlong_buffer", "num_samples_logged", "reward_timeout", "reward_workers")
+                  "overlong_buffer", "num_samples_logged", "reward_timeout", "reward_workers", "target_kl")
         _positive(self, "epsilon", "temperature", "flowrl_beta")
         _in_unit_interval(self, "top_p", low_open=True)
         _in_unit_interval(self, "rlsd_eps", low_open=True)

@@ -9,7 +9,7 @@ from rewardlab.envs import TextEnv
 from rewardlab.models import token_logprobs
 from rewardlab.rollout import HFEngine, SamplingParams
 from rewardlab.rollout.episodes import PolicyAgent, episodes_to_rollout, run_episodes
-from rewardlab.trainers.online import sequence_inputs
+from rewardlab.trainers.batches import sequence_inputs
 
 
 class CountingEnv(TextEnv):

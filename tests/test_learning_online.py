@@ -306,3 +306,16 @@ def test_env_turns_per_episode_trains_on_that_many_turns(tmp_path):
     every = train(tmp_path, "grpo", name="every", **common)[0]
     one = train(tmp_path, "grpo", name="one", env_turns_per_episode=1, **common)[0]
     assert every["tokens_generated"] > 3 * one["tokens_generated"] > 0, (every["tokens_generated"], one["tokens_generated"])
+
+
+def test_approx_kl_is_logged_and_target_kl_stops_the_updates_early(tmp_path):
+    on_policy = train(tmp_path, "grpo", name="one", max_steps=2)
+    assert all(r["approx_kl"] == pytest.approx(0.0, abs=1e-7) and r["update_passes"] == 1 for r in on_policy)
+    full = train(tmp_path, "grpo", name="full", max_steps=2, num_iterations=4)
+    assert all(r["update_passes"] == 4 and r["approx_kl"] > 1e-6 for r in full)  # passes 2-4 see the moved policy
+    stopped = train(tmp_path, "grpo", name="stopped", max_steps=2, num_iterations=4, target_kl=1e-9)
+    # pass 1 is always applied (its KL is 0); pass 2 measures a KL above the target and is not applied
+    assert [r["update_passes"] for r in stopped] == [1, 1]
+    # so each step applies exactly the on-policy update: step 2 samples from the same policy as the one-pass run
+    assert stopped[1]["reward"] == pytest.approx(on_policy[1]["reward"], abs=1e-6)
+    assert stopped[1]["entropy"] == pytest.approx(on_policy[1]["entropy"], abs=1e-5)

@@ -7,7 +7,7 @@ from transformers import AutoModelForCausalLM
 import rewardlab
 from rewardlab.algos import AGGREGATIONS
 from rewardlab.config import load_config
-from rewardlab.trainers.online import minibatch_weight
+from rewardlab.trainers.policy_update import minibatch_weight
 
 TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2}
 
@@ -94,7 +94,7 @@ def test_every_variant_runs_on_the_one_loop(tmp_path, method, extra):
 
 
 def test_lora_reference_is_the_base_with_the_adapter_disabled(tmp_path):
-    from rewardlab.trainers.online import Reference
+    from rewardlab.trainers.reference import Reference
 
     rewardlab.train("sft", small(tmp_path, run_name="sft", batch_size=8, max_steps=1))
     summary = rewardlab.train(

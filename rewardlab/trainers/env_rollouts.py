@@ -18,6 +18,7 @@ from ..envs.evaluate import TRAIN_SEED_BASE, evaluate_agent
 from ..rollout import SamplingParams
 from ..rollout.episodes import PolicyAgent, episodes_to_rollout, run_episodes
 from ..tasks.splits import check_split
+from .batches import ScoredBatch
 from .inputs import eval_split
 
 # Seeds of training episodes: 10^9 + 10^7 * training seed + i (evaluation uses seeds below 10^9);
@@ -56,8 +57,8 @@ class EnvRollouts:
     def make_env(self):
         return make_text_env(self.cfg.env, self.options)
 
-    def rollout_and_score(self, batch: list[dict]):
-        """The online loop's rollout_and_score: (rollout, rewards, per-metric row values, rows, 0, 0.0)."""
+    def rollout_and_score(self, batch: list[dict]) -> ScoredBatch:
+        """The online loop's rollout_and_score: a ScoredBatch whose per_function holds each row's episode metrics."""
         cfg = self.cfg
         seeds = [r["env_seed"] for r in batch for _ in range(cfg.num_generations)]
         episodes = run_episodes(self.make_env, seeds, self.agent)
@@ -72,7 +73,7 @@ class EnvRollouts:
         summaries = [ep.summary() for ep in episodes]
         per_metric = {f"env/{key}": torch.tensor([summaries[e][key] for e in source]) for key in summaries[0]}
         rows = [{"prompt": observation} for observation in rollout.prompts_text]
-        return rollout, rewards.to(device), per_metric, rows, 0, 0.0
+        return ScoredBatch(rollout, rewards.to(device), per_metric, rows)
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, list[dict]]:

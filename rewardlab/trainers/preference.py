@@ -16,11 +16,12 @@ import torch
 
 from ..algos import kto_loss, kto_reference_point, preference_loss
 from ..config import DPOConfig
-from ..models import is_peft, load_policy, token_logprobs
+from ..models import token_logprobs
 from ..monitor import format_table, progress
 from .gold import gold_report, gold_samples
 from .inputs import eval_split, task_of
 from .preference_inputs import EncodedRows, collate, encode_records, pair_batch, preference_records
+from .reference import Reference
 from .setup import finish_run, grad_step, managed_run, start_run
 
 
@@ -30,23 +31,13 @@ def sequence_logps(model, input_ids: torch.Tensor, attention: torch.Tensor, comp
     return (logp * completion_mask).sum(-1)
 
 
-class FrozenReference:
-    """The reference policy: cfg.ref_model, or the starting model (with LoRA: the base with the adapter
-    switched off, no second copy; otherwise a frozen copy loaded afresh, so --resume gets the start)."""
-
-    def __init__(self, policy: torch.nn.Module, cfg: DPOConfig):
-        self.policy, self.copy = policy, None
-        if cfg.ref_model or not is_peft(policy):
-            model_config = None if cfg.ref_model else cfg.model_config
-            self.copy, _ = load_policy(cfg.ref_model or cfg.model, dtype=cfg.dtype, device=cfg.device, seed=cfg.seed, model_config=model_config)
-            self.copy.requires_grad_(False).eval()
+class FrozenReference(Reference):
+    """The reference policy (trainers/reference.py) with the sequence log-probs the preference losses use."""
 
     @torch.no_grad()
     def logps(self, input_ids: torch.Tensor, attention: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
-        if self.copy is not None:
-            return sequence_logps(self.copy, input_ids, attention, completion_mask)
-        with self.policy.disable_adapter():
-            return sequence_logps(self.policy, input_ids, attention, completion_mask)
+        with self.context():
+            return sequence_logps(self.model(), input_ids, attention, completion_mask)
 
 
 def kl_rows(encoded: EncodedRows, rows: list[int]) -> list[list[int]]:

@@ -1,0 +1,140 @@
+"""What the online loop's first two stages hand on: a ScoredBatch (rollout plus rewards), and where it comes from.
+
+    PromptStream(records, seed).next(k)     the next k training records, in a seeded order that resumes
+    TaskRollouts(...).rollout_and_score(r)  task prompts -> generate -> reward functions (+ reward model)
+    EnvRollouts(...).rollout_and_score(r)   episode seeds -> play the text environment (env_rollouts.py)
+    dynamic_sample(cfg, batch, ...)         DAPO: keep groups whose rewards differ, refill from the stream
+
+Both rollout sources return a ScoredBatch and expose evaluate() -> (score, per-sample rows).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from ..algos import nonzero_variance_groups, overlong_penalty
+from ..data import columns
+from ..rollout import Rollout, concat_rollouts, select_rows
+from .evaluate import completions_for, evaluate_accuracy
+from .inputs import encode_prompt
+
+
+@dataclass
+class ScoredBatch:
+    """B = prompts x num_generations rows: the rollout, each row's total reward (on the model's device) and
+    each reward function's (or environment metric's) values on CPU, and the record each row came from."""
+
+    rollout: Rollout
+    rewards: torch.Tensor
+    per_function: dict[str, torch.Tensor]
+    records: list[dict]
+    truncated_prompts: int = 0  # prompts cut to max_prompt_length
+    score_time: float = 0.0  # seconds spent in reward functions and the reward model
+    gold: list[torch.Tensor] = field(default_factory=list)  # reward-model runs: the task's reward, every row scored
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def select(self, rows: torch.Tensor) -> ScoredBatch:
+        """The given rows, in order (group ids renumbered)."""
+        return replace(self, rollout=select_rows(self.rollout, rows), rewards=self.rewards[rows],
+                       per_function={k: v[rows.cpu()] for k, v in self.per_function.items()},
+                       records=[self.records[i] for i in rows.tolist()])
+
+
+def concat_batches(parts: list[ScoredBatch], pad_id: int) -> ScoredBatch:
+    return ScoredBatch(
+        concat_rollouts([p.rollout for p in parts], pad_id),
+        torch.cat([p.rewards for p in parts]),
+        {k: torch.cat([p.per_function[k] for p in parts]) for k in parts[0].per_function},
+        [r for p in parts for r in p.records],
+        parts[0].truncated_prompts,
+        sum(p.score_time for p in parts),
+        [g for p in parts for g in p.gold],
+    )
+
+
+class PromptStream:
+    """Training records in a seeded random order, cycling; `cursor` (saved in checkpoints) resumes it."""
+
+    def __init__(self, records: list[dict], seed: int, cursor: int = 0):
+        self.records, self.cursor = records, cursor
+        self.order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed)).tolist()
+
+    def next(self, count: int) -> list[dict]:
+        batch = [self.records[self.order[(self.cursor + i) % len(self.order)]] for i in range(count)]
+        self.cursor += count
+        return batch
+
+
+class TaskRollouts:
+    """Task prompts -> num_generations completions each -> rewards: the reward functions plus, when given,
+    the reward model's score; the DAPO overlong and missing-EOS shaping; the gold reward of reward-model runs."""
+
+    def __init__(self, cfg, engine, sampling, tokenizer, rewards_fn, scorer, gold_fn, held_out, verify, device):
+        self.cfg, self.engine, self.sampling, self.tokenizer = cfg, engine, sampling, tokenizer
+        self.rewards_fn, self.scorer, self.gold_fn = rewards_fn, scorer, gold_fn
+        self.held_out, self.verify, self.device = held_out, verify, device
+        self.last_eval: dict[str, float] = {}  # tasks report no metrics besides the score
+
+    def rollout_and_score(self, batch: list[dict]) -> ScoredBatch:
+        cfg, tok = self.cfg, self.tokenizer
+        encoded = [encode_prompt(r["prompt"], tok, cfg.max_prompt_length) for r in batch]
+        rollout = self.engine.generate([ids for ids, _ in encoded], cfg.num_generations, self.sampling)
+        expanded = [r for r in batch for _ in range(cfg.num_generations)]
+        t_score = time.time()
+        reward_inputs = {
+            "prompts": [r["prompt"] for r in expanded],
+            "completions": completions_for(expanded, rollout.completions_text),
+            "completion_ids": [ids[m.bool()].tolist() for ids, m in zip(rollout.completion_ids, rollout.completion_mask)],
+            "columns": columns(expanded),
+        }
+        rewards, per_fn = self.rewards_fn(**reward_inputs) if self.rewards_fn is not None else (torch.zeros(len(expanded)), {})
+        if self.scorer is not None:
+            proxy = self.scorer(*(t.to(self.device) for t in sequence_inputs(rollout))).cpu()
+            rewards, per_fn = rewards + proxy, {**per_fn, "reward_model": proxy}
+        gold = [self.gold_fn(**reward_inputs)[0]] if self.gold_fn is not None else []
+        if cfg.overlong_buffer:
+            rewards = rewards + overlong_penalty(rollout.completion_lengths.cpu().float(), cfg.max_completion_length, cfg.overlong_buffer)
+        if cfg.missing_eos_penalty:
+            rewards = rewards - cfg.missing_eos_penalty * torch.tensor([r == "length" for r in rollout.finish_reason], dtype=rewards.dtype)
+        return ScoredBatch(rollout, rewards.to(self.device), per_fn, expanded, sum(t for _, t in encoded),
+                           time.time() - t_score, gold)
+
+    def evaluate(self) -> tuple[float, list[dict[str, Any]]]:
+        return evaluate_accuracy(self.engine.model, self.tokenizer, self.held_out, self.verify, self.cfg.max_completion_length)
+
+
+def sequence_inputs(rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of prompt + completion. Multi-turn episodes attend to the environment's
+    tokens inside the completion (completion_mask still keeps them out of the loss)."""
+    attended = rollout.completion_mask if rollout.completion_attention_mask is None else rollout.completion_attention_mask
+    return (
+        torch.cat([rollout.prompt_ids, rollout.completion_ids], 1),
+        torch.cat([rollout.prompt_mask, attended], 1),
+    )
+
+
+def dynamic_sample(cfg, batch: ScoredBatch, source, prompts: PromptStream, pad_id: int) -> ScoredBatch:
+    """DAPO: keep groups whose rewards differ; sample fresh prompts until the batch is full again (at most
+    max_resample_rounds more rounds). Nothing to learn from at all: the original batch is kept."""
+    parts, current, score_time, gold = [], batch, 0.0, list(batch.gold)
+    for round_ in range(cfg.max_resample_rounds + 1):
+        if round_ > 0:
+            current = source.rollout_and_score(prompts.next(cfg.prompts_per_step))
+            score_time, gold = score_time + current.score_time, gold + current.gold
+        keep = nonzero_variance_groups(current.rewards, current.rollout.group_index, cfg.prompts_per_step)[current.rollout.group_index]
+        rows = keep.nonzero().flatten()
+        if len(rows):
+            parts.append(current.select(rows))
+        if sum(len(p) for p in parts) >= cfg.batch_size:
+            break
+    if not parts:
+        return replace(batch, score_time=batch.score_time + score_time, gold=gold)
+    merged = concat_batches(parts, pad_id)
+    merged = merged.select(torch.arange(min(len(merged), cfg.batch_size)))
+    return replace(merged, truncated_prompts=batch.truncated_prompts, score_time=batch.score_time + score_time, gold=gold)

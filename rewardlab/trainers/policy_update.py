@@ -1,0 +1,289 @@
+"""Stages 3-5 of the online loop on one ScoredBatch: advantages -> loss -> optimizer step(s).
+
+    plan = loss_plan(cfg)                       the estimator, policy loss and aggregation the config names
+    parts = LoopParts.build(cfg, model, ...)    reference, KL controller, critic, monitor, log Z, self-teacher
+    result = update_policy(cfg, ctx, plan, parts, batch)
+
+The loss of one minibatch (`minibatch_loss`) is the policy loss on the advantages, plus the self-distillation
+term (sdpo/srpo), plus beta * KL to the reference (outcome-level estimators; per-token ones put the KL in the
+reward), aggregated per loss_type; FlowRL's trajectory-balance loss replaces it, and PPO adds its value loss.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..algos import (
+    ADVANTAGES,
+    AGGREGATIONS,
+    POLICY_LOSSES,
+    AdaptiveKLController,
+    FixedKLController,
+    flowrl_loss,
+    gae,
+    kl_estimate,
+    per_token_rewards,
+    reinforce_pp,
+    rlsd_advantages,
+    value_loss,
+    whiten,
+)
+from ..config import GRPOConfig
+from ..models import token_logprobs
+from ..monitor import HackingMonitor
+from ..registry import UnknownNameError
+from .batches import ScoredBatch, sequence_inputs
+from .critic import Critic, RewardModelScorer
+from .flowrl import LogZ
+from .reference import Reference
+from .self_distill import SELF_DISTILL_OBJECTIVES, SelfTeacher, self_distill_per_token
+
+# Per-token estimators (docs/algorithms.md#per-token-advantages); the others are outcome-level, in ADVANTAGES.
+TOKEN_ADVANTAGES = ("gae", "reinforce_pp")
+
+# TRL's loss_type names map onto rewardlab's aggregation names.
+LOSS_TYPES = {"grpo": "seq_mean_token_mean", "dr_grpo": "seq_mean_token_sum_norm", "dapo": "token_mean", "bnpo": "token_mean"}
+
+
+def advantage_options(cfg: GRPOConfig) -> dict:
+    return {"scale_rewards": cfg.scale_rewards} if cfg.advantage == "grpo" else {}
+
+
+@dataclass
+class LossPlan:
+    """The registry entries a config picks, resolved (and checked) before anything is written."""
+
+    aggregation: str
+    token_level: bool
+    advantage_fn: Any  # outcome-level estimator; None for per-token ones
+    policy_loss_fn: Any
+    aggregate: Any
+
+
+def loss_plan(cfg: GRPOConfig) -> LossPlan:
+    aggregation = LOSS_TYPES.get(cfg.loss_type, cfg.loss_type)
+    token_level = cfg.advantage in TOKEN_ADVANTAGES
+    if not token_level and cfg.advantage not in ADVANTAGES:
+        valid = sorted(ADVANTAGES.names() + list(TOKEN_ADVANTAGES))
+        close = difflib.get_close_matches(cfg.advantage, valid, n=1)
+        raise UnknownNameError(
+            f"unknown advantage estimator {cfg.advantage!r}; valid: {', '.join(valid)}." + (f" Did you mean {close[0]!r}?" if close else "")
+        )
+    advantage_fn = None if token_level else ADVANTAGES[cfg.advantage]
+    return LossPlan(aggregation, token_level, advantage_fn, POLICY_LOSSES[cfg.policy_loss], AGGREGATIONS[aggregation])
+
+
+@dataclass
+class LoopParts:
+    """Everything besides the policy that the loop trains or consults; None where the config does not use it."""
+
+    reference: Reference | None
+    kl_ctl: Any
+    critic: Critic | None
+    scorer: RewardModelScorer | None  # the reward model's score of prompt + completion (reward_model)
+    monitor: HackingMonitor | None
+    log_z: LogZ | None
+    teacher: SelfTeacher | None
+
+    @classmethod
+    def build(cls, cfg: GRPOConfig, plan: LossPlan, model, tokenizer, device) -> LoopParts:
+        """In this order (each may draw from the RNG while it loads)."""
+        needs_reference = cfg.beta > 0 or cfg.log_kl or plan.token_level or cfg.reward_model or cfg.objective == "flowrl"
+        reference = Reference(model, cfg) if needs_reference else None
+        kl_ctl = AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon) if cfg.kl_target else FixedKLController(cfg.beta)
+        critic = Critic(cfg, device) if cfg.advantage == "gae" else None
+        scorer = RewardModelScorer(cfg.reward_model, cfg, device) if cfg.reward_model else None
+        monitor = HackingMonitor(cfg.hacking_patience, cfg.hacking_tolerance) if scorer is not None and not cfg.env else None
+        log_z = LogZ(cfg, model, device) if cfg.objective == "flowrl" else None  # FlowRL's head, not exported
+        teacher = SelfTeacher(cfg, model, tokenizer) if cfg.objective in SELF_DISTILL_OBJECTIVES else None
+        return cls(reference, kl_ctl, critic, scorer, monitor, log_z, teacher)
+
+    def stateful(self) -> dict[str, Any]:
+        """What a checkpoint carries besides the policy (None: not used by this run)."""
+        return {"critic": self.critic, "kl_controller": self.kl_ctl, "hacking_monitor": self.monitor,
+                "log_z": self.log_z, "self_teacher": self.teacher}
+
+    def load_state(self, saved: dict[str, Any]) -> None:
+        for name, part in self.stateful().items():
+            if part is not None and name in saved:
+                part.load_state_dict(saved[name])
+
+    def state(self, prompts) -> dict[str, Any]:
+        """What a checkpoint saves besides the policy: these parts and the position in the prompt stream."""
+        return {"data_cursor": prompts.cursor, **{name: part.state_dict() for name, part in self.stateful().items() if part is not None}}
+
+
+@dataclass
+class Tensors:
+    """A ScoredBatch's tensors as the update reads them (masks adjusted, log-probs of the sampling time)."""
+
+    input_ids: torch.Tensor
+    attention: torch.Tensor
+    completion_mask: torch.Tensor  # truncated completions zeroed with mask_truncated_completions
+    truncated: torch.Tensor
+    C: int  # completion width
+    old_logp: torch.Tensor | None  # several updates per rollout: the policy at sampling time
+    ref_logp: torch.Tensor | None
+    sampled_logp: torch.Tensor  # the sampling policy's log-probs (old-policy pass, else the engine's)
+
+
+@dataclass
+class UpdateResult:
+    stats: dict[str, float]
+    token_stats: dict[str, float]
+    truncated: torch.Tensor
+    ref_logp: torch.Tensor | None
+    seconds: float
+
+
+def batch_tensors(cfg: GRPOConfig, model, parts: LoopParts, batch: ScoredBatch, device) -> Tensors:
+    rollout = batch.rollout
+    completion_mask = rollout.completion_mask.clone()
+    truncated = torch.tensor([r == "length" for r in rollout.finish_reason], device=device)
+    if cfg.mask_truncated_completions:
+        completion_mask[truncated] = 0
+    input_ids, attention = sequence_inputs(rollout)
+    C = rollout.completion_ids.shape[1]
+    # Old-policy log-probs only when several updates reuse the batch; on-policy, old = current (detached).
+    with torch.no_grad():
+        old_logp = token_logprobs(model, input_ids, attention, C, cfg.temperature, **sampler_filter(cfg))[0] if cfg.num_iterations > 1 else None
+        ref_logp = None
+        if parts.reference is not None:
+            with parts.reference.context():
+                ref_logp = token_logprobs(parts.reference.model(), input_ids, attention, C, cfg.temperature)[0]
+    sampled_logp = old_logp if old_logp is not None else rollout.sampled_logprobs.to(device)
+    return Tensors(input_ids, attention, completion_mask, truncated, C, old_logp, ref_logp, sampled_logp)
+
+
+def sampler_filter(cfg: GRPOConfig) -> dict[str, Any]:
+    """The policy's log-probs are recomputed under the distribution the engine sampled from (the reference's
+    are not filtered: a sampled token may lie outside its top-k)."""
+    return {"top_k": cfg.top_k, "top_p": cfg.top_p}
+
+
+def compute_advantages(cfg: GRPOConfig, plan: LossPlan, parts: LoopParts, batch: ScoredBatch, t: Tensors, teacher_scores):
+    """Outcome-level: one scalar per completion, broadcast over its tokens. Per-token (gae, reinforce_pp): the
+    KL penalty is part of the reward, the score sits on the last token. Returns (advantages, returns, old
+    values, token stats)."""
+    rewards, kl_ctl, critic = batch.rewards, parts.kl_ctl, parts.critic
+    token_stats: dict[str, float] = {}
+    returns = old_values = None
+    if plan.token_level:
+        token_rewards, token_kl = per_token_rewards(rewards, t.sampled_logp, t.ref_logp, t.completion_mask, kl_ctl.value)
+        sequence_kl = float(token_kl.sum(1).mean())
+        kl_ctl.update(sequence_kl, t.input_ids.shape[0])
+        token_stats = {"kl_penalty/sequence_kl": sequence_kl, "kl_penalty/beta": kl_ctl.value}
+        if critic is not None:
+            with torch.no_grad():
+                old_values = critic.values(t.input_ids, t.attention, t.C)
+            advantages, returns = gae(token_rewards, old_values, t.completion_mask, cfg.gamma, cfg.lam)
+            advantages = whiten(advantages, t.completion_mask)
+            valid = t.completion_mask.bool()
+            token_stats.update({"values/mean": float(old_values[valid].mean()), "values/returns_mean": float(returns[valid].mean())})
+        else:
+            advantages, returns = reinforce_pp(token_rewards, t.completion_mask, cfg.gamma)
+    else:
+        advantages = plan.advantage_fn(rewards, batch.rollout.group_index, **advantage_options(cfg))
+    if cfg.objective == "rlsd":  # the verifier sets each sample's sign, the self-teacher each token's magnitude
+        advantages = rlsd_advantages(advantages, teacher_scores.logp, t.sampled_logp, t.completion_mask, cfg.rlsd_lambda, cfg.rlsd_eps)
+    return advantages, returns, old_values, token_stats
+
+
+def minibatch_loss(cfg, plan: LossPlan, parts: LoopParts, model, batch: ScoredBatch, t: Tensors, rows: slice,
+                   advantages, returns, old_values, teacher_scores) -> tuple[torch.Tensor, dict[str, float], Any]:
+    """The loss of rows `rows` and its metrics (see the module docstring); also the token entropies."""
+    kl_ctl, critic, log_z, rollout, rewards = parts.kl_ctl, parts.critic, parts.log_z, batch.rollout, batch.rewards
+    mask = t.completion_mask[rows]
+    logp, entropy = token_logprobs(model, t.input_ids[rows], t.attention[rows], t.C, cfg.temperature, **sampler_filter(cfg))
+    old = t.old_logp[rows] if t.old_logp is not None else logp.detach()
+    per_token, loss_metrics = plan.policy_loss_fn(logp, old, advantages[rows], mask, cfg.epsilon, cfg.epsilon_high or None)
+    loss_metrics["approx_kl"] = approx_kl(logp, old, mask)
+    if cfg.objective in ("sdpo", "srpo"):
+        per_token, sd_metrics = self_distill_per_token(
+            cfg.objective, per_token, logp, old, teacher_scores.rows(rows), rewards[rows] >= cfg.success_reward, mask, cfg.sdpo_mix
+        )
+        loss_metrics.update(sd_metrics)
+    if t.ref_logp is not None:
+        kl = kl_estimate(logp, t.ref_logp[rows], cfg.kl_estimator)
+        if kl_ctl.value > 0 and not plan.token_level:
+            per_token = per_token + kl_ctl.value * kl
+        loss_metrics["kl"] = float((kl.detach() * mask).sum() / mask.sum().clamp(min=1))
+    loss = plan.aggregate(per_token, mask, cfg.max_completion_length)
+    if log_z is not None:  # FlowRL: the trajectory-balance loss replaces the surrogate (r_hat = the GRPO advantage)
+        z = log_z(model, rollout.prompt_ids[rows], rollout.prompt_mask[rows])
+        loss, flow_metrics = flowrl_loss(z, logp, t.ref_logp[rows], old, advantages[rows], mask, cfg.flowrl_beta,
+                                         cfg.flowrl_importance, cfg.flowrl_weight_clamp, cfg.epsilon, cfg.epsilon_high or None)
+        loss_metrics.update({f"flowrl/{k}": v for k, v in flow_metrics.items()})
+    if critic is not None:
+        values = critic.values(t.input_ids[rows], t.attention[rows], t.C)
+        v_loss, v_metrics = value_loss(values, old_values[rows], returns[rows], mask, cfg.cliprange_value or None)
+        loss_metrics.update({"policy_loss": loss.item(), "value_loss": v_loss.item(), **v_metrics})
+        loss = loss + cfg.vf_coef * v_loss
+    loss_metrics["entropy"] = float((entropy * mask).sum() / mask.sum().clamp(min=1))
+    return loss, loss_metrics, mask
+
+
+def approx_kl(logp: torch.Tensor, old: torch.Tensor, mask: torch.Tensor) -> float:
+    """KL(old policy || current) over the valid tokens, the k3 estimate (r - 1) - log r with r = p / p_old:
+    0 on the first pass over a rollout, then how far the updates have moved the policy."""
+    with torch.no_grad():
+        log_ratio = torch.where(mask.bool(), logp - old, 0.0)
+        return float(((log_ratio.exp() - 1) - log_ratio).sum() / mask.sum().clamp(min=1))
+
+
+def minibatch_weight(loss_type: str, mask: torch.Tensor, rows: slice, total_rows: int) -> float:
+    """Share of the full-batch loss a minibatch carries, so accumulated gradients equal the full batch's."""
+    if loss_type == "token_mean":
+        return float(mask[rows].sum() / mask.sum().clamp(min=1))
+    return (rows.stop - rows.start) / total_rows
+
+
+def update_policy(cfg: GRPOConfig, ctx, plan: LossPlan, parts: LoopParts, batch: ScoredBatch, grad_step) -> UpdateResult:
+    """Advantages, then num_iterations passes over the batch in minibatches, one optimizer step per pass."""
+    model, device = ctx.model, next(ctx.model.parameters()).device
+    started = time.time()
+    model.train()
+    t = batch_tensors(cfg, model, parts, batch, device)
+    # sdpo/rlsd/srpo: the policy (or its EMA) re-prompted with a sibling's solution or the answer scores the same tokens
+    teacher_scores = parts.teacher.score(model, batch.rollout, batch.records, batch.rewards) if parts.teacher is not None else None
+    advantages, returns, old_values, token_stats = compute_advantages(cfg, plan, parts, batch, t, teacher_scores)
+
+    rows_total = t.input_ids.shape[0]
+    mb = cfg.mini_batch_size or rows_total
+    stats: dict[str, float] = {}
+    applied = 0
+    for _ in range(cfg.num_iterations):
+        pass_stats: dict[str, float] = {}
+        for start in range(0, rows_total, mb):
+            rows = slice(start, min(start + mb, rows_total))
+            loss, loss_metrics, _ = minibatch_loss(cfg, plan, parts, model, batch, t, rows, advantages, returns, old_values, teacher_scores)
+            weight = minibatch_weight(plan.aggregation if parts.log_z is None else "seq_mean_token_mean", t.completion_mask, rows, rows_total)
+            (loss * weight).backward()
+            loss_metrics["loss"] = loss.item()
+            for key, value in loss_metrics.items():
+                pass_stats[key] = pass_stats.get(key, 0.0) + value * weight
+        # early stop (as CleanRL's target_kl): this pass's update is not applied, nor any later one
+        if cfg.target_kl and applied and pass_stats["approx_kl"] > cfg.target_kl:
+            for part in (ctx, parts.critic, parts.log_z):
+                if part is not None:
+                    part.optimizer.zero_grad(set_to_none=True)
+            break
+        for key, value in pass_stats.items():
+            stats[key] = stats.get(key, 0.0) + value
+        stats["grad_norm"] = grad_step(ctx, cfg.max_grad_norm)
+        if parts.critic is not None:
+            stats["value_grad_norm"] = parts.critic.step()
+        if parts.log_z is not None:
+            stats["log_z_grad_norm"] = parts.log_z.step()
+        if parts.teacher is not None:
+            parts.teacher.update(model)
+        applied += 1
+    for key in pass_stats:  # the mean over the passes applied
+        stats[key] /= applied
+    stats["update_passes"] = applied
+    return UpdateResult(stats, token_stats, t.truncated, t.ref_logp, time.time() - started)
