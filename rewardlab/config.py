@@ -320,7 +320,9 @@ class GRPOConfig(CommonConfig):
             raise ConfigError(f"hacking_patience must be >= 1, got {self.hacking_patience}")
         if self.hacking_tolerance < 0:
             raise ConfigError(f"hacking_tolerance must be >= 0, got {self.hacking_tolerance}")
-        _check_choice(self, "objective", ("policy_gradient", "flowrl", "sdpo", "rlsd", "srpo"))
+        from .trainers.objectives import OBJECTIVES  # a registry: objectives added by users are valid too
+
+        _check_choice(self, "objective", tuple(OBJECTIVES.names()))
         _check_choice(self, "flowrl_importance", ("clamp", "clip", "none"))
         _check_choice(self, "self_teacher", ("ema", "policy"))
         _check_choice(self, "teacher_context", ("sibling", "answer"))
@@ -569,7 +571,10 @@ def _coerce(cls: type, key: str, value: Any, source: str) -> Any:
     if isinstance(origin, types.UnionType):
         return value
     if origin is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float's range
+            raise ConfigError(f"{source}: {key}={str(value)[:20]}... ({len(str(value))} digits) is beyond a float's range") from None
     if origin is float and isinstance(value, str):
         try:  # YAML 1.1 reads "3e-3" (no dot in the mantissa) as a string
             return float(value)
@@ -587,6 +592,8 @@ def _coerce(cls: type, key: str, value: Any, source: str) -> Any:
 def _check_keys(cls: type, keys: list[str], source: str) -> None:
     valid = config_fields(cls)
     for key in keys:
+        if not isinstance(key, str):
+            raise ConfigError(f"{source}: config keys are names, got the {type(key).__name__} {key!r}")
         if key not in valid:
             close = difflib.get_close_matches(key, list(valid), n=3)
             hint = f" Did you mean: {', '.join(close)}?" if close else f" Valid keys: {', '.join(sorted(valid))}."
@@ -602,8 +609,8 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         try:
             parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as err:
-            raise ConfigError(f"override {item!r}: the value is not valid YAML ({' '.join(str(err).split())[:200]}); "
+        except (yaml.YAMLError, ValueError) as err:  # ValueError: an integer of more than 4300 digits
+            raise ConfigError(f"override {item[:80]!r}: the value is not valid YAML ({' '.join(str(err).split())[:200]}); "
                               "quote it, e.g. key='value'") from None
     return parsed
 
@@ -626,10 +633,13 @@ def load_config(
         try:
             with open(path) as fh:
                 loaded = yaml.safe_load(fh) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
+        except (yaml.YAMLError, UnicodeDecodeError, ValueError) as err:  # ValueError: an integer over 4300 digits
             raise ConfigError(f"{path} is not valid YAML: {' '.join(str(err).split())[:300]}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of key: value at the top level")
+        saved_method = loaded.pop("method", None)  # a run's config.yaml names the method it ran
+        if saved_method is not None and METHOD_PRESETS.get(saved_method, (None,))[0] is not cls:
+            raise ConfigError(f"{path} is the config of a {saved_method!r} run; load it with that method, not {method!r}")
         sources.append((str(path), loaded))
     if overrides:
         sources.append(("command line", overrides if isinstance(overrides, dict) else parse_overrides(overrides)))

@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM
 
 import rewardlab
 from rewardlab.config import GRPOConfig
-from rewardlab.models import build_char_tokenizer, load_policy, token_logprobs
+from rewardlab.models import build_char_tokenizer, build_tiny_model, load_policy, token_logprobs
 from rewardlab.rollout import HFEngine, SamplingParams
 
 TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2}
@@ -319,3 +319,21 @@ def test_approx_kl_is_logged_and_target_kl_stops_the_updates_early(tmp_path):
     # so each step applies exactly the on-policy update: step 2 samples from the same policy as the one-pass run
     assert stopped[1]["reward"] == pytest.approx(on_policy[1]["reward"], abs=1e-6)
     assert stopped[1]["entropy"] == pytest.approx(on_policy[1]["entropy"], abs=1e-5)
+
+
+def test_a_new_objective_is_one_registry_entry(tmp_path):
+    """An objective added to OBJECTIVES runs on the loop without touching the driver: here one whose token
+    loss is zero, so the policy must not move, and whose metric is logged."""
+    from safetensors.torch import load_file
+
+    from rewardlab.trainers.objectives import OBJECTIVES, Objective
+
+    if "test_frozen" not in OBJECTIVES:
+        OBJECTIVES.add("test_frozen", Objective(token_loss=lambda cfg, per_token, *rest: (per_token * 0.0, {"frozen": 1.0})))
+    rows = train(tmp_path, "grpo", name="frozen", max_steps=2, objective="test_frozen")
+    assert all(r["frozen"] == 1.0 and r["grad_norm"] == 0.0 for r in rows)
+    start = build_tiny_model(build_char_tokenizer(), seed=0, **TINY).state_dict()
+    frozen = load_file(tmp_path / "frozen" / "final" / "model.safetensors")
+    assert all(torch.equal(start[k], frozen[k]) for k in frozen)
+    moved = train(tmp_path, "grpo", name="moved", max_steps=2)
+    assert all(r["grad_norm"] > 0 for r in moved)  # the same run with the ordinary objective learns

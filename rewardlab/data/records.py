@@ -1,7 +1,7 @@
 """Loading records from files or memory, and checking them against the three record schemas.
 
     prompt records      {"prompt": str | chat, ...extra columns the reward functions read}
-    preference records  {"prompt": str | chat, "chosen": str | chat, "rejected": str | chat}
+    preference records  {"prompt": str | chat, "chosen": str | chat, "rejected": str | chat, "margin"?: number}
     unpaired records    {"prompt": str | chat, "completion": str | chat, "label": bool}
 
 A chat is a non-empty list of messages ``{"role": "system" | "user" | "assistant" | "tool",
@@ -11,6 +11,8 @@ A chat is a non-empty list of messages ``{"role": "system" | "user" | "assistant
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -86,17 +88,12 @@ def _load_file(path: Path) -> list[dict]:
 
 def _load_jsonl(path: Path) -> list[dict]:
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:  # split on b"\n" only, and decode each line, so errors name their line
+        for line_number, raw in enumerate(handle, start=1):
+            line = _decode(raw[3:] if line_number == 1 and raw.startswith(_BOM) else raw, path, line_number)
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"{path}:{line_number}: invalid JSON ({exc.msg} at column {exc.colno}); each line of a "
-                    ".jsonl file must be one complete JSON object."
-                ) from exc
+            row = _parse_json(line, path, line_number, "; each line of a .jsonl file must be one complete JSON object")
             if not isinstance(row, dict):
                 raise DataError(
                     f"{path}:{line_number}: the line is a JSON {_json_type(row)}, not an object; each line "
@@ -107,10 +104,9 @@ def _load_jsonl(path: Path) -> list[dict]:
 
 
 def _load_json(path: Path) -> list[dict]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno}).") from exc
+    raw = path.read_bytes()
+    text = _decode(raw[3:] if raw.startswith(_BOM) else raw, path, None)
+    data = _parse_json(text, path, None, "")
     if isinstance(data, dict):
         raise DataError(
             f"{path} holds a JSON object; it must hold a list of records ([{{...}}, ...]). "
@@ -125,6 +121,33 @@ def _load_json(path: Path) -> list[dict]:
                 "an object such as {\"prompt\": ...}."
             )
     return data
+
+
+_BOM = b"\xef\xbb\xbf"  # the UTF-8 byte-order mark some editors write at the start of a file
+
+
+def _decode(raw: bytes, path: Path, line_number: int | None) -> str:
+    """`raw` (one line, or with line_number None a whole file) as text; DataError names where it is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        start = raw.rfind(b"\n", 0, exc.start) + 1
+        line = line_number if line_number is not None else raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(
+            f"{path}:{line}: not UTF-8 text (byte {raw[exc.start:exc.start + 1]!r} at column {exc.start - start + 1}); "
+            "save the file as UTF-8."
+        ) from None
+
+
+def _parse_json(text: str, path: Path, line_number: int | None, hint: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        line = line_number if line_number is not None else exc.lineno
+        raise DataError(f"{path}:{line}: invalid JSON ({exc.msg} at column {exc.colno}){hint}.") from exc
+    except (RecursionError, ValueError) as exc:  # nested deeper than the parser's stack; a number too long
+        where = f"{path}:{line_number}" if line_number is not None else str(path)
+        raise DataError(f"{where}: cannot read this JSON ({type(exc).__name__}: {str(exc)[:80]}).") from None
 
 
 def _json_type(value: Any) -> str:
@@ -239,6 +262,13 @@ def validate_preference_records(records: Sequence[Mapping], source: str = "<reco
     for row, record in enumerate(records):
         where = _where(source, row)
         _require(record, ("chosen", "rejected"), source, row, {})
+        margin = record.get("margin")
+        if margin is not None and (isinstance(margin, bool) or not isinstance(margin, numbers.Real)
+                                   or not math.isfinite(margin)):
+            raise DataError(
+                f"{where}: 'margin' is {margin!r} ({type(margin).__name__}); it must be a finite number (how far "
+                "'chosen' is ahead of 'rejected'), or absent."
+            )
         chosen_kind = _check_text_or_chat(record["chosen"], source, row, "chosen")
         rejected_kind = _check_text_or_chat(record["rejected"], source, row, "rejected")
         if chosen_kind != rejected_kind:
@@ -270,6 +300,22 @@ def validate_preference_records(records: Sequence[Mapping], source: str = "<reco
                 f"{where} has no 'prompt' and 'chosen' holds only assistant messages; add a 'prompt' chat or "
                 "put the user turn(s) at the start of 'chosen' and 'rejected'."
             )
+        else:  # the prompt is the opening that 'chosen' has before its closing assistant messages
+            opening = len(record["chosen"])
+            while record["chosen"][opening - 1]["role"] == "assistant":
+                opening -= 1
+            if list(record["chosen"][:opening]) != list(record["rejected"][:opening]):
+                raise DataError(
+                    f"{where} has no 'prompt', and 'chosen' and 'rejected' do not open with the same messages "
+                    f"(the first {opening} of 'chosen', which would be the prompt); add a 'prompt' chat."
+                )
+            after = [m["role"] for m in record["rejected"][opening:] if m["role"] != "assistant"]
+            if after:
+                raise DataError(
+                    f"{where} has no 'prompt', and after the {opening} opening message(s) it shares with 'chosen', "
+                    f"'rejected' has a {after[0]!r} message; the reply being judged must be assistant messages only. "
+                    "Add a 'prompt' chat."
+                )
 
 
 def validate_unpaired_records(records: Sequence[Mapping], source: str = "<records>") -> None:

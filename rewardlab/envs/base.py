@@ -26,6 +26,15 @@ from gymnasium import spaces
 RATIONALE_PATTERN = re.compile(r"([a-z]+)\s*(-?\d+)", re.IGNORECASE)
 
 
+def _number(digits: str) -> int | None:
+    """The integer a matched "-?digits" names, or None when it is too long for Python to convert (over 4300
+    digits): such a turn counts as unparseable instead of raising in the middle of a rollout."""
+    try:
+        return int(digits)
+    except ValueError:
+        return None
+
+
 class TextEnv(gym.Env):
     """Base class of the text environments. `reset(seed) -> (obs, info)`;
     `step(action_text) -> (obs, reward, terminated, truncated, info)`.
@@ -60,14 +69,14 @@ class TextEnv(gym.Env):
         """The action number of the LAST action-form match in `text` (a model that corrects itself wins),
         or None when there is none."""
         matches = self.action_pattern.findall(text)
-        return int(matches[-1]) if matches else None
+        return _number(matches[-1]) if matches else None
 
     def parse_rationale(self, text: str) -> int | None:
         """The number the rationale names: the first `word number` before the action form."""
         match = self.action_pattern.search(text)
         head = text[: match.start()] if match else text
         found = RATIONALE_PATTERN.search(head)
-        return int(found.group(2)) if found else None
+        return _number(found.group(2)) if found else None
 
     def format_action(self, action: int, rationale: str = "") -> str:
         """The text a well-formed turn has: rationale, then the action form."""

@@ -327,8 +327,8 @@ def _parse_tests(tests: Any, where: str) -> tuple[list[str], list[Any]]:
     if isinstance(tests, str):
         try:
             tests = json.loads(tests)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: the tests are a string but not JSON ({exc}); pass a list of tests.") from exc
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"{where}: the tests are a string but not JSON ({exc}); pass a list of tests.") from None
     if not isinstance(tests, (list, tuple)):
         raise ValueError(f"{where}: tests must be a list of (call, expected) pairs, got {type(tests).__name__}.")
     calls, expected = [], []
@@ -548,7 +548,7 @@ def _interpret(
             source = line[len(nonce) + 1]
             try:
                 record = json.loads(line[len(nonce) + 3:])
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON, a number too long, or nested past the parser's stack
                 pass
         if not isinstance(record, list) or not record or not isinstance(record[0], str):
             malformed += 1
@@ -626,9 +626,16 @@ def _score(result: ExecutionResult, expected: list[Any]) -> ExecutionResult:
 _UNPARSABLE = object()
 
 
+class _FloatNames(ast.NodeTransformer):
+    """repr() writes infinities and NaN as the names inf and nan, which literal_eval alone refuses."""
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        return ast.copy_location(ast.Constant(float(node.id)), node) if node.id in ("inf", "nan") else node
+
+
 def _literal(text: str) -> Any:
     try:
-        return ast.literal_eval(text)
+        return ast.literal_eval(_FloatNames().visit(ast.parse(text.strip(), mode="eval")))
     except Exception:  # not a literal (an object's default repr), or nested too deep to parse
         return _UNPARSABLE
 
@@ -639,8 +646,15 @@ def _same(got: Any, want: Any) -> bool:
         return False
     if isinstance(got, bool) or isinstance(want, bool):
         return type(got) is type(want) and got == want
+    if isinstance(got, int) and isinstance(want, int):
+        return got == want  # exact: 10**17 + 1 is not 10**17
     if isinstance(got, (int, float)) and isinstance(want, (int, float)):
-        return math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
+        if isinstance(got, float) and isinstance(want, float) and math.isnan(got) and math.isnan(want):
+            return True
+        try:
+            return math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
+        except OverflowError:  # an integer beyond any float, against a float
+            return False
     if isinstance(got, (list, tuple)) and isinstance(want, (list, tuple)):
         return len(got) == len(want) and all(_same(g, w) for g, w in zip(got, want))
     if isinstance(got, dict) and isinstance(want, dict):
@@ -678,6 +692,16 @@ def extract_code(text: str) -> str:
     return blocks[-1] if blocks else text
 
 
+def _no_tests(row: Any) -> bool:
+    """Whether a row's tests cell holds no tests: None, empty, or a JSON string of null or []."""
+    if isinstance(row, str):
+        try:
+            row = json.loads(row) if row.strip() else None
+        except (ValueError, RecursionError):
+            return False  # not JSON: _parse_tests says so, naming the row
+    return row is None or (hasattr(row, "__len__") and len(row) == 0)
+
+
 def make_code_reward(
     sandbox: str = "auto",
     limits: SandboxLimits | None = None,
@@ -688,7 +712,8 @@ def make_code_reward(
 
     The dataset needs a ``tests`` column: per row a list of (call, expected) pairs, or that list as a
     JSON string (handy when expected values have mixed types). The reward is the fraction of tests
-    passed; rows whose ``tests`` is None or empty get None ("does not apply").
+    passed; rows whose ``tests`` is None or empty (also as JSON: "null", "[]") get None ("does not apply").
+    A row whose tests cannot be read raises ValueError naming the row, before any code runs.
     """
 
     def reward(completions: list, tests: list, **kwargs: Any) -> list[float | None]:
@@ -700,7 +725,9 @@ def make_code_reward(
                 f"{name} got {len(completions)} completions but {len(tests)} rows of tests; the 'tests' "
                 "column needs one value per completion."
             )
-        rows = [i for i, row in enumerate(tests) if row is not None and len(row) > 0]
+        rows = [i for i, row in enumerate(tests) if not _no_tests(row)]
+        for i in rows:  # unusable tests are refused, naming their row, before anything runs
+            _parse_tests(tests[i], f"{name}: row {i}")
         codes = [extract_code(completion_text(completions[i])) for i in rows]
         results = run_batch(codes, [tests[i] for i in rows], sandbox=sandbox, limits=limits, workers=workers)
         rewards: list[float | None] = [None] * len(completions)

@@ -7,7 +7,6 @@ string comparison as the fallback when math_verify cannot parse an answer.
 from __future__ import annotations
 
 import logging
-import math
 import re
 import threading
 from fractions import Fraction
@@ -76,10 +75,23 @@ def _as_number(text: str) -> Fraction | float | None:
         return None
 
 
+def _decimal_places(text: str) -> int:
+    """Digits written after the decimal point ("0.3333" -> 4, "12" -> 0)."""
+    found = re.search(r"\.(\d+)", text)
+    return len(found.group(1)) if found else 0
+
+
 def _fallback_equal(pred: str, gold: str) -> bool:
     pred_number, gold_number = _as_number(pred), _as_number(gold)
     if pred_number is not None and gold_number is not None:
-        return math.isclose(float(pred_number), float(gold_number), rel_tol=1e-9, abs_tol=1e-12)
+        if pred_number == gold_number:  # exact: 1000000001 is not 1000000000, however large the numbers
+            return True
+        # a decimal may round a fraction ("0.3333333333" for 1/3): close enough when the difference is below
+        # its last written digit and within 1e-9 of the numbers' size (in exact arithmetic: no float overflow)
+        places = max(_decimal_places(pred), _decimal_places(gold))
+        difference = abs(pred_number - gold_number)
+        return bool(places) and difference < Fraction(1, 10**places) and \
+            difference <= Fraction(1, 10**9) * max(abs(pred_number), abs(gold_number))
 
     def normalize(s: str) -> str:
         return re.sub(r"\s+", "", s).strip("$").rstrip(".").lower()

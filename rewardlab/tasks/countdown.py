@@ -38,6 +38,7 @@ from .splits import (
 )
 
 OPERATORS = "+-*/"
+DIGITS = "0123456789"  # ASCII only: str.isdigit() also takes "²" (which int() refuses) and other scripts' digits
 MAX_EXPRESSION_CHARS = 64  # a longer completion is rejected before parsing
 
 
@@ -51,9 +52,9 @@ def _tokens(text: str) -> list[str]:
         ch = text[i]
         if ch.isspace():
             i += 1
-        elif ch.isdigit():
+        elif ch in DIGITS:
             j = i
-            while j < len(text) and text[j].isdigit():
+            while j < len(text) and text[j] in DIGITS:
                 j += 1
             tokens.append(text[i:j])
             i = j
@@ -103,7 +104,7 @@ def parse_expression(text: str) -> tuple[Fraction, list[int]]:
                 raise ExpressionError("unbalanced '('")
             take()
             return value
-        if token.isdigit():
+        if token[0] in DIGITS:
             take()
             used.append(int(token))
             return Fraction(int(token))

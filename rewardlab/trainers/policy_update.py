@@ -4,9 +4,10 @@
     parts = LoopParts.build(cfg, model, ...)    reference, KL controller, critic, monitor, log Z, self-teacher
     result = update_policy(cfg, ctx, plan, parts, batch)
 
-The loss of one minibatch (`minibatch_loss`) is the policy loss on the advantages, plus the self-distillation
-term (sdpo/srpo), plus beta * KL to the reference (outcome-level estimators; per-token ones put the KL in the
-reward), aggregated per loss_type; FlowRL's trajectory-balance loss replaces it, and PPO adds its value loss.
+The loss of one minibatch (`minibatch_loss`) is the policy loss on the advantages, changed by the objective's
+hooks (objectives.py: sdpo/srpo's per-token self-distillation), plus beta * KL to the reference (outcome-level
+estimators; per-token ones put the KL in the reward), aggregated per loss_type; an objective's own loss
+replaces it (flowrl), and PPO adds its value loss.
 """
 
 from __future__ import annotations
@@ -24,12 +25,10 @@ from ..algos import (
     POLICY_LOSSES,
     AdaptiveKLController,
     FixedKLController,
-    flowrl_loss,
     gae,
     kl_estimate,
     per_token_rewards,
     reinforce_pp,
-    rlsd_advantages,
     value_loss,
     whiten,
 )
@@ -40,8 +39,9 @@ from ..registry import UnknownNameError
 from .batches import ScoredBatch, sequence_inputs
 from .critic import Critic, RewardModelScorer
 from .flowrl import LogZ
+from .objectives import OBJECTIVES, Objective
 from .reference import Reference
-from .self_distill import SELF_DISTILL_OBJECTIVES, SelfTeacher, self_distill_per_token
+from .self_distill import SelfTeacher
 
 # Per-token estimators (docs/algorithms.md#per-token-advantages); the others are outcome-level, in ADVANTAGES.
 TOKEN_ADVANTAGES = ("gae", "reinforce_pp")
@@ -63,6 +63,7 @@ class LossPlan:
     advantage_fn: Any  # outcome-level estimator; None for per-token ones
     policy_loss_fn: Any
     aggregate: Any
+    objective: Objective
 
 
 def loss_plan(cfg: GRPOConfig) -> LossPlan:
@@ -75,7 +76,8 @@ def loss_plan(cfg: GRPOConfig) -> LossPlan:
             f"unknown advantage estimator {cfg.advantage!r}; valid: {', '.join(valid)}." + (f" Did you mean {close[0]!r}?" if close else "")
         )
     advantage_fn = None if token_level else ADVANTAGES[cfg.advantage]
-    return LossPlan(aggregation, token_level, advantage_fn, POLICY_LOSSES[cfg.policy_loss], AGGREGATIONS[aggregation])
+    return LossPlan(aggregation, token_level, advantage_fn, POLICY_LOSSES[cfg.policy_loss], AGGREGATIONS[aggregation],
+                    OBJECTIVES[cfg.objective])
 
 
 @dataclass
@@ -93,14 +95,14 @@ class LoopParts:
     @classmethod
     def build(cls, cfg: GRPOConfig, plan: LossPlan, model, tokenizer, device) -> LoopParts:
         """In this order (each may draw from the RNG while it loads)."""
-        needs_reference = cfg.beta > 0 or cfg.log_kl or plan.token_level or cfg.reward_model or cfg.objective == "flowrl"
+        needs_reference = cfg.beta > 0 or cfg.log_kl or plan.token_level or cfg.reward_model or plan.objective.needs_reference
         reference = Reference(model, cfg) if needs_reference else None
         kl_ctl = AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon) if cfg.kl_target else FixedKLController(cfg.beta)
         critic = Critic(cfg, device) if cfg.advantage == "gae" else None
         scorer = RewardModelScorer(cfg.reward_model, cfg, device) if cfg.reward_model else None
         monitor = HackingMonitor(cfg.hacking_patience, cfg.hacking_tolerance) if scorer is not None and not cfg.env else None
-        log_z = LogZ(cfg, model, device) if cfg.objective == "flowrl" else None  # FlowRL's head, not exported
-        teacher = SelfTeacher(cfg, model, tokenizer) if cfg.objective in SELF_DISTILL_OBJECTIVES else None
+        log_z = LogZ(cfg, model, device) if plan.objective.log_z else None  # FlowRL's head, not exported
+        teacher = SelfTeacher(cfg, model, tokenizer) if plan.objective.self_teacher else None
         return cls(reference, kl_ctl, critic, scorer, monitor, log_z, teacher)
 
     def stateful(self) -> dict[str, Any]:
@@ -189,36 +191,33 @@ def compute_advantages(cfg: GRPOConfig, plan: LossPlan, parts: LoopParts, batch:
             advantages, returns = reinforce_pp(token_rewards, t.completion_mask, cfg.gamma)
     else:
         advantages = plan.advantage_fn(rewards, batch.rollout.group_index, **advantage_options(cfg))
-    if cfg.objective == "rlsd":  # the verifier sets each sample's sign, the self-teacher each token's magnitude
-        advantages = rlsd_advantages(advantages, teacher_scores.logp, t.sampled_logp, t.completion_mask, cfg.rlsd_lambda, cfg.rlsd_eps)
+    if plan.objective.advantages is not None:  # rlsd: per-token weights from the self-teacher
+        advantages = plan.objective.advantages(cfg, advantages, teacher_scores, t)
     return advantages, returns, old_values, token_stats
 
 
 def minibatch_loss(cfg, plan: LossPlan, parts: LoopParts, model, batch: ScoredBatch, t: Tensors, rows: slice,
                    advantages, returns, old_values, teacher_scores) -> tuple[torch.Tensor, dict[str, float], Any]:
     """The loss of rows `rows` and its metrics (see the module docstring); also the token entropies."""
-    kl_ctl, critic, log_z, rollout, rewards = parts.kl_ctl, parts.critic, parts.log_z, batch.rollout, batch.rewards
+    kl_ctl, critic, rollout, rewards = parts.kl_ctl, parts.critic, batch.rollout, batch.rewards
     mask = t.completion_mask[rows]
     logp, entropy = token_logprobs(model, t.input_ids[rows], t.attention[rows], t.C, cfg.temperature, **sampler_filter(cfg))
     old = t.old_logp[rows] if t.old_logp is not None else logp.detach()
     per_token, loss_metrics = plan.policy_loss_fn(logp, old, advantages[rows], mask, cfg.epsilon, cfg.epsilon_high or None)
     loss_metrics["approx_kl"] = approx_kl(logp, old, mask)
-    if cfg.objective in ("sdpo", "srpo"):
-        per_token, sd_metrics = self_distill_per_token(
-            cfg.objective, per_token, logp, old, teacher_scores.rows(rows), rewards[rows] >= cfg.success_reward, mask, cfg.sdpo_mix
-        )
-        loss_metrics.update(sd_metrics)
+    objective = plan.objective
+    if objective.token_loss is not None:  # sdpo, srpo
+        per_token, objective_metrics = objective.token_loss(cfg, per_token, logp, old, teacher_scores and teacher_scores.rows(rows), rewards[rows], mask)
+        loss_metrics.update(objective_metrics)
     if t.ref_logp is not None:
         kl = kl_estimate(logp, t.ref_logp[rows], cfg.kl_estimator)
         if kl_ctl.value > 0 and not plan.token_level:
             per_token = per_token + kl_ctl.value * kl
         loss_metrics["kl"] = float((kl.detach() * mask).sum() / mask.sum().clamp(min=1))
     loss = plan.aggregate(per_token, mask, cfg.max_completion_length)
-    if log_z is not None:  # FlowRL: the trajectory-balance loss replaces the surrogate (r_hat = the GRPO advantage)
-        z = log_z(model, rollout.prompt_ids[rows], rollout.prompt_mask[rows])
-        loss, flow_metrics = flowrl_loss(z, logp, t.ref_logp[rows], old, advantages[rows], mask, cfg.flowrl_beta,
-                                         cfg.flowrl_importance, cfg.flowrl_weight_clamp, cfg.epsilon, cfg.epsilon_high or None)
-        loss_metrics.update({f"flowrl/{k}": v for k, v in flow_metrics.items()})
+    if objective.loss is not None:  # flowrl: its own loss replaces the aggregated surrogate
+        loss, objective_metrics = objective.loss(cfg, parts, model, rollout, t, rows, logp, old, advantages, mask)
+        loss_metrics.update(objective_metrics)
     if critic is not None:
         values = critic.values(t.input_ids[rows], t.attention[rows], t.C)
         v_loss, v_metrics = value_loss(values, old_values[rows], returns[rows], mask, cfg.cliprange_value or None)

@@ -150,7 +150,10 @@ def encode_records(records: list[dict], tokenizer, max_length: int, max_prompt_l
                 f"completion within max_length={max_length}; raise max_length or set max_prompt_length"
             )
         for side, completion in zip(sides, completions):
-            ids = _completion_ids(prompt, completion, tokenizer)
+            try:
+                ids = _completion_ids(prompt, completion, tokenizer)
+            except DataError as err:  # e.g. a chat template that cannot split this completion off
+                raise DataError(f"row {row} of {source}: {err}") from None
             if len(ids) > room:
                 ids, cut = ids[:room], True
             side.append(ids)
@@ -159,7 +162,10 @@ def encode_records(records: list[dict], tokenizer, max_length: int, max_prompt_l
         if paired and record.get("margin") is not None:
             margins.append(float(record["margin"]))
     if margins and len(margins) != len(records):
-        raise DataError(f"{source}: some rows have a 'margin' and some do not; give every pair a margin or none")
+        without = next(row for row, record in enumerate(records) if record.get("margin") is None)
+        with_one = next(row for row, record in enumerate(records) if record.get("margin") is not None)
+        raise DataError(f"row {without} of {source} has no 'margin' but row {with_one} has one; give every pair a "
+                        "margin or none")
     if truncated:
         log.warning("%d of %d rows of %s were cut to fit max_length=%d / max_prompt_length=%d",
                     truncated, len(records), source, max_length, max_prompt_length)

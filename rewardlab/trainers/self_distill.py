@@ -24,8 +24,6 @@ from ..models import token_logprobs
 from ..rollout import Rollout, left_pad
 from .inputs import encode_prompt
 
-SELF_DISTILL_OBJECTIVES = ("sdpo", "rlsd", "srpo")
-
 
 @dataclass
 class TeacherScores:
