@@ -6,6 +6,7 @@ from typing import Any
 
 from ..registry import Registry
 from .arithmetic import ArithmeticTask, answer_text, arithmetic_reward
+from .code import CodeTask, code_task_reward
 from .countdown import CountdownTask, countdown_reward, is_solution, parse_expression
 from .preference import PreferenceTask, gold_reward, gold_score, win_rate
 
@@ -13,6 +14,7 @@ TASKS: Registry = Registry("task")
 TASKS.add("arithmetic", ArithmeticTask)
 TASKS.add("preference", PreferenceTask)
 TASKS.add("countdown", CountdownTask)
+TASKS.add("code", CodeTask)
 
 
 def make_task(name: str, **options: Any):
@@ -34,10 +36,12 @@ def make_task(name: str, **options: Any):
 __all__ = [
     "TASKS",
     "ArithmeticTask",
+    "CodeTask",
     "CountdownTask",
     "PreferenceTask",
     "answer_text",
     "arithmetic_reward",
+    "code_task_reward",
     "countdown_reward",
     "gold_reward",
     "gold_score",
