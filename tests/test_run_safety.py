@@ -62,10 +62,12 @@ def test_overwrite_replaces_the_earlier_run_and_its_checkpoints(tmp_path):
 
 def test_a_second_run_on_a_directory_in_use_fails_at_once_naming_the_pid(tmp_path):
     run = tmp_path / "busy"
+    run.mkdir()
+    # another process holding the lock the way claim_run_dir does (flock on .lock, its pid inside)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from rewardlab.trainers.rundir import claim_run_dir;"
-         f"claim_run_dir(Path({str(run)!r}), False, False); print('held', flush=True); time.sleep(60)"],
-        env=ENV, stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", "import fcntl, os, time; fd = os.open('.lock', os.O_RDWR | os.O_CREAT);"
+         "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode()); print('held', flush=True); time.sleep(60)"],
+        cwd=run, stdout=subprocess.PIPE, text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -131,8 +133,8 @@ def test_a_killed_runs_temporary_folder_is_removed_on_the_next_start(tmp_path):
 # --- finding 3: SIGINT saves, and the resumed run ends where an uninterrupted one does ------------------
 
 def test_sigint_in_the_middle_of_grpo_saves_a_checkpoint_and_resuming_matches(tmp_path):
-    # the default save_steps=0: without the stop handler nothing would be saved
-    subprocess.run(train_cmd("grpo", tmp_path, "full", "save_steps=0"), check=True, env=ENV, cwd=ROOT, capture_output=True)
+    # the default save_steps=0: without the stop handler nothing would be saved; the uninterrupted run in process
+    assert main(train_cmd("grpo", tmp_path, "full", "save_steps=0")[3:]) == 0
     proc = subprocess.Popen(train_cmd("grpo", tmp_path, "stopped", "save_steps=0"), env=ENV, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     run = tmp_path / "stopped"
@@ -171,10 +173,9 @@ def test_bad_numeric_settings_fail_at_load(override):
         load_config("grpo", None, [override])
 
 
-def test_cli_bad_setting_exits_2_with_one_line_and_writes_nothing(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "rewardlab.cli", "train", "grpo", "learning_rate=nan", f"output_dir={tmp_path}"],
-                         env=ENV, cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 2 and out.stderr.strip().splitlines() == ["rewardlab: error: learning_rate must be a finite number, got nan"]
+def test_cli_bad_setting_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys):
+    assert main(["train", "grpo", "learning_rate=nan", f"output_dir={tmp_path}"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["rewardlab: error: learning_rate must be a finite number, got nan"]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -242,10 +243,6 @@ def test_a_prompt_budget_beyond_the_models_positions_is_lowered_with_a_warning(t
 
 
 # --- finding 7: ordinary mistakes are one line, exit 2, and write nothing ------------------------------
-
-def rewardlab_cli(*args, cwd=ROOT, env=ENV, stdin=None):
-    return subprocess.run([sys.executable, "-m", "rewardlab.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, input=stdin)
-
 
 @pytest.mark.parametrize("args,message", [
     (["--config", "{bad}"], "is not valid YAML: while parsing a flow node"),
@@ -333,6 +330,6 @@ def test_a_segfaulting_reward_in_a_worker_is_reported_and_the_next_call_works():
 
 
 def test_grpo_with_a_hanging_reward_fails_at_the_timeout_naming_it(tmp_path):
-    out = rewardlab_cli("train", "grpo", "reward_funcs=[tests.test_run_safety:hangs]", "reward_timeout=1", "reward_workers=1",
-                        f"output_dir={tmp_path}", "max_steps=2", "batch_size=8", "num_generations=4", "eval_n=2")
-    assert out.returncode == 2 and "reward function hangs did not return within reward_timeout=1s" in out.stderr.strip().splitlines()[-1]
+    with pytest.raises(RewardError, match="reward function hangs did not return within reward_timeout=1s"):
+        rewardlab.train("grpo", small(tmp_path, reward_funcs=[hangs], reward_timeout=1, reward_workers=1, batch_size=8,
+                                      num_generations=4, max_steps=2))

@@ -103,4 +103,20 @@ SPLITS: list[Mutation] = [
         "an early stop on a GRPO run's environment evaluation would read the test episodes",
         SPLITS_TESTS,
     ),
+    Mutation(
+        "code task: hidden tests may call the shown inputs",
+        "rewardlab/tasks/code.py",
+        "    below = rng.sample(HIDDEN_BELOW, n_tests // 2)\n",
+        "    below = rng.sample(HIDDEN_BELOW[-2:] + SHOWN_INPUTS, n_tests // 2)\n",
+        "a hidden test on a shown input rewards copying the prompt, not writing the function",
+        ["tests/test_code_task.py::test_hidden_tests_are_not_in_the_prompt"],
+    ),
+    Mutation(
+        "code task: reward all or nothing",
+        "rewardlab/tasks/code.py",
+        "                rewards[i] = result.reward\n",
+        "                rewards[i] = float(result.reward == 1.0)\n",
+        "the reward is the fraction of hidden tests passed, so a half-right function earns half",
+        ["tests/test_code_task.py::test_reward_is_the_fraction_of_hidden_tests_passed"],
+    ),
 ]
