@@ -282,8 +282,17 @@ class GRPOConfig(CommonConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_choice(self, "scale_rewards", ("group", "batch", "none"))
-        _check_choice(self, "kl_estimator", ("k1", "k2", "k3"))
+        from .algos import ADVANTAGES, AGGREGATIONS, FLOWRL_IMPORTANCE, KL_KINDS, LOSS_TYPES, POLICY_LOSSES
+        from .algos.advantages import GRPO_SCALE_REWARDS
+        from .trainers.objectives import OBJECTIVES  # registries: entries added by users are valid too
+
+        _check_choice(self, "scale_rewards", GRPO_SCALE_REWARDS)
+        _check_choice(self, "kl_estimator", KL_KINDS)
+        _check_name(self, "advantage", ADVANTAGES)
+        _check_name(self, "policy_loss", POLICY_LOSSES)
+        _check_name(self, "objective", OBJECTIVES)
+        if self.loss_type not in LOSS_TYPES:
+            _check_name(self, "loss_type", AGGREGATIONS, also=tuple(LOSS_TYPES))
         if self.num_generations < 2:
             raise ConfigError(f"num_generations must be >= 2 (advantages compare samples), got {self.num_generations}")
         if self.batch_size < self.num_generations:
@@ -320,10 +329,7 @@ class GRPOConfig(CommonConfig):
             raise ConfigError(f"hacking_patience must be >= 1, got {self.hacking_patience}")
         if self.hacking_tolerance < 0:
             raise ConfigError(f"hacking_tolerance must be >= 0, got {self.hacking_tolerance}")
-        from .trainers.objectives import OBJECTIVES  # a registry: objectives added by users are valid too
-
-        _check_choice(self, "objective", tuple(OBJECTIVES.names()))
-        _check_choice(self, "flowrl_importance", ("clamp", "clip", "none"))
+        _check_choice(self, "flowrl_importance", FLOWRL_IMPORTANCE)
         _check_choice(self, "self_teacher", ("ema", "policy"))
         _check_choice(self, "teacher_context", ("sibling", "answer"))
         if not (0 <= self.sdpo_mix <= 1 and 0 <= self.rlsd_lambda <= 1 and 0 < self.teacher_ema_rate <= 1):
@@ -331,10 +337,11 @@ class GRPOConfig(CommonConfig):
                 f"sdpo_mix and rlsd_lambda must be in [0, 1] and teacher_ema_rate in (0, 1]; got sdpo_mix={self.sdpo_mix}, "
                 f"rlsd_lambda={self.rlsd_lambda}, teacher_ema_rate={self.teacher_ema_rate}"
             )
-        if self.objective != "policy_gradient" and (self.advantage in ("gae", "reinforce_pp") or self.env):
+        if OBJECTIVES[self.objective].outcome_only and (ADVANTAGES[self.advantage].token_level or self.env):
+            outcome = ", ".join(name for name in ADVANTAGES.names() if not ADVANTAGES[name].token_level)
             raise ConfigError(
                 f"objective={self.objective} works on outcome-level advantages over task prompts; use advantage=grpo "
-                "(or dr_grpo, rloo) without env"
+                f"(or another outcome-level estimator: {outcome}) without env"
             )
         if self.flowrl_weight_clamp <= 0 or self.log_z_learning_rate <= 0:
             raise ConfigError("flowrl_weight_clamp and log_z_learning_rate must be > 0")
@@ -558,6 +565,17 @@ def _check_choice(cfg: Any, name: str, choices: tuple[str, ...]) -> None:
     value = getattr(cfg, name)
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not valid; choose one of: {', '.join(choices)}")
+
+
+def _check_name(cfg: Any, name: str, registry: Any, also: tuple[str, ...] = ()) -> None:
+    """A registry name: unknown ones fail at load, listing the valid names (and the closest)."""
+    value = getattr(cfg, name)
+    if value in registry:
+        return
+    valid = sorted(registry.names() + list(also))
+    close = difflib.get_close_matches(str(value), valid, n=1)
+    raise ConfigError(f"{name}={value!r}: unknown {registry.kind}; valid: {', '.join(valid)}."
+                      + (f" Did you mean {close[0]!r}?" if close else ""))
 
 
 def config_fields(cls: type) -> dict[str, dataclasses.Field]:

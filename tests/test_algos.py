@@ -16,15 +16,20 @@ from rewardlab.algos import (
     AGGREGATIONS,
     POLICY_LOSSES,
     AdaptiveKLController,
+    Estimator,
     FixedKLController,
+    dr_grpo_advantages,
     explained_variance,
     gae,
     group_stats,
+    grpo_advantages,
     kl_estimate,
     nonzero_variance_groups,
     overlong_penalty,
     per_token_rewards,
     reinforce_pp,
+    rloo_advantages,
+    score_on_last_token,
     value_loss,
     whiten,
 )
@@ -39,6 +44,9 @@ def assert_close(actual: torch.Tensor | float, expected, atol: float = ATOL) -> 
     torch.testing.assert_close(actual, expected, atol=atol, rtol=0)
 
 
+OUTCOME = {"grpo": grpo_advantages, "dr_grpo": dr_grpo_advantages, "rloo": rloo_advantages}
+
+
 def t(values, dtype=torch.float32) -> torch.Tensor:
     return torch.tensor(values, dtype=dtype)
 
@@ -48,7 +56,7 @@ def t(values, dtype=torch.float32) -> torch.Tensor:
 
 def test_registries_hold_exactly_the_tested_entries():
     # A new entry must come with its own hand-computed test; this fails until it does.
-    assert ADVANTAGES.names() == ["dr_grpo", "grpo", "rloo"]
+    assert ADVANTAGES.names() == ["dr_grpo", "gae", "grpo", "reinforce_pp", "rloo"]
     assert POLICY_LOSSES.names() == ["gspo", "ppo_clip"]
     assert AGGREGATIONS.names() == ["seq_mean_token_mean", "seq_mean_token_sum_norm", "token_mean"]
 
@@ -56,7 +64,7 @@ def test_registries_hold_exactly_the_tested_entries():
 @pytest.mark.parametrize(
     "registry, typo, listing",
     [
-        (ADVANTAGES, "gpro", "dr_grpo, grpo, rloo"),
+        (ADVANTAGES, "gpro", "dr_grpo, gae, grpo, reinforce_pp, rloo"),
         (POLICY_LOSSES, "ppo", "gspo, ppo_clip"),
         (AGGREGATIONS, "mean", "seq_mean_token_mean, seq_mean_token_sum_norm, token_mean"),
     ],
@@ -85,9 +93,9 @@ def test_grpo_worked_example_unbiased_std():
     # [1, 0, 0, 0]: mean 0.25, unbiased std sqrt((0.75^2 + 3 * 0.25^2) / 3) = sqrt(0.25) = 0.5.
     # eps 0 -> [0.75, -0.25, -0.25, -0.25] / 0.5 = [1.5, -0.5, -0.5, -0.5].
     rewards, groups = t([1.0, 0.0, 0.0, 0.0]), torch.zeros(4, dtype=torch.long)
-    assert_close(ADVANTAGES["grpo"](rewards, groups, eps=0.0), [1.5, -0.5, -0.5, -0.5])
+    assert_close(OUTCOME["grpo"](rewards, groups, eps=0.0), [1.5, -0.5, -0.5, -0.5])
     # default eps 1e-4: 0.75 / 0.5001 = 1.49970006, -0.25 / 0.5001 = -0.49990002
-    assert_close(ADVANTAGES["grpo"](rewards, groups), [1.4997001, -0.4999000, -0.4999000, -0.4999000])
+    assert_close(OUTCOME["grpo"](rewards, groups), [1.4997001, -0.4999000, -0.4999000, -0.4999000])
 
 
 def test_grpo_interleaved_groups_of_different_sizes():
@@ -97,7 +105,7 @@ def test_grpo_interleaved_groups_of_different_sizes():
     rewards = t([1.0, 3.0, 0.0, 5.0, 0.0, 0.0])
     groups = torch.tensor([0, 1, 0, 1, 0, 0])
     expected = [1.5, -0.7071068, -0.5, 0.7071068, -0.5, -0.5]
-    assert_close(ADVANTAGES["grpo"](rewards, groups, eps=0.0), expected)
+    assert_close(OUTCOME["grpo"](rewards, groups, eps=0.0), expected)
 
 
 def test_grpo_scale_rewards_batch_and_none():
@@ -106,17 +114,17 @@ def test_grpo_scale_rewards_batch_and_none():
     #      = sqrt(2.75 / 3) = 0.9574271 -> 0.5 / 0.9574271 = 0.5222330.
     rewards, groups = t([1.0, 0.0, 2.0, 2.0]), torch.tensor([0, 0, 1, 1])
     assert_close(
-        ADVANTAGES["grpo"](rewards, groups, scale_rewards="batch", eps=0.0), [0.5222330, -0.5222330, 0, 0]
+        OUTCOME["grpo"](rewards, groups, scale_rewards="batch", eps=0.0), [0.5222330, -0.5222330, 0, 0]
     )
-    assert_close(ADVANTAGES["grpo"](rewards, groups, scale_rewards="none"), [0.5, -0.5, 0.0, 0.0])
+    assert_close(OUTCOME["grpo"](rewards, groups, scale_rewards="none"), [0.5, -0.5, 0.0, 0.0])
     with pytest.raises(ValueError, match="group, batch, none"):
-        ADVANTAGES["grpo"](rewards, groups, scale_rewards="std")
+        OUTCOME["grpo"](rewards, groups, scale_rewards="std")
 
 
 def test_dr_grpo_worked_example():
     # r - mean: [1, 0, 0, 0] - 0.25 = [0.75, -0.25, -0.25, -0.25]
     assert_close(
-        ADVANTAGES["dr_grpo"](t([1.0, 0.0, 0.0, 0.0]), torch.zeros(4, dtype=torch.long)),
+        OUTCOME["dr_grpo"](t([1.0, 0.0, 0.0, 0.0]), torch.zeros(4, dtype=torch.long)),
         [0.75, -0.25, -0.25, -0.25],
     )
 
@@ -125,14 +133,14 @@ def test_rloo_worked_example_and_singleton():
     # G/(G-1) (r - mean) = 4/3 * [0.75, -0.25, ...] = [1, -1/3, -1/3, -1/3]
     # (= r_i minus the mean of the other three: 1 - 0, 0 - 1/3). Row 4 is alone in group 1: 0.
     rewards, groups = t([1.0, 0.0, 0.0, 0.0, 7.0]), torch.tensor([0, 0, 0, 0, 1])
-    assert_close(ADVANTAGES["rloo"](rewards, groups), [1.0, -1 / 3, -1 / 3, -1 / 3, 0.0])
+    assert_close(OUTCOME["rloo"](rewards, groups), [1.0, -1 / 3, -1 / 3, -1 / 3, 0.0])
 
 
 @pytest.mark.parametrize("name", ["grpo", "dr_grpo", "rloo"])
 def test_zero_variance_and_singleton_groups_give_zero_not_nan(name):
     rewards = t([1.0, 1.0, 1.0, 0.3, 5.0])  # group 0 all equal, group 1 has one row, group 2 one row
     groups = torch.tensor([0, 0, 0, 1, 2])
-    advantages = ADVANTAGES[name](rewards, groups)
+    advantages = OUTCOME[name](rewards, groups)
     assert torch.isfinite(advantages).all()
     assert_close(advantages, [0.0] * 5)
 
@@ -159,8 +167,8 @@ def test_grpo_loop_reference_matches_vectorised_on_shuffled_groups():
         else:
             expected_rloo.append(0.0)
 
-    assert_close(ADVANTAGES["grpo"](rewards, groups, eps=eps), expected_grpo)
-    assert_close(ADVANTAGES["rloo"](rewards, groups), expected_rloo)
+    assert_close(OUTCOME["grpo"](rewards, groups, eps=eps), expected_grpo)
+    assert_close(OUTCOME["rloo"](rewards, groups), expected_rloo)
 
 
 def test_group_stats():
@@ -185,7 +193,82 @@ def test_nonzero_variance_groups():
 
 def test_grouped_inputs_validate_shapes():
     with pytest.raises(ValueError, match="same length"):
-        ADVANTAGES["grpo"](t([1.0, 2.0]), torch.tensor([0, 0, 0]))
+        OUTCOME["grpo"](t([1.0, 2.0]), torch.tensor([0, 0, 0]))
+
+
+# ================================================================ the registry's one signature
+
+
+def test_score_on_last_token_puts_each_score_on_its_last_valid_token():
+    # row 0: valid 0..1 -> col 1; row 1: a hole, valid 0 and 2 -> col 2; row 2: none valid -> the last column.
+    mask = t([[1, 1, 0], [1, 0, 1], [0, 0, 0]])
+    assert_close(score_on_last_token(t([2.0, -1.0, 5.0]), mask), [[0, 2.0, 0], [0, 0, -1.0], [0, 0, 5.0]])
+
+
+def test_outcome_estimators_broadcast_the_rowwise_value_over_tokens():
+    # The registry entry sums each row's token rewards and compares rows within groups; a row whose mask is all
+    # zero (a truncated completion masked out of the loss) still counts in its group, as the [B] function has it.
+    rewards, groups = t([1.0, 0.0, 0.5, 3.0]), torch.tensor([0, 0, 0, 1])
+    mask = t([[1, 1, 0], [1, 1, 1], [0, 0, 0], [1, 0, 0]])
+    token_rewards = score_on_last_token(rewards, mask)
+    for name, options in (("grpo", {"scale_rewards": "group"}), ("dr_grpo", {}), ("rloo", {})):
+        entry = ADVANTAGES[name]
+        assert not entry.token_level and not entry.needs_values and set(entry.options) == set(options)
+        advantages, returns = entry(token_rewards, mask, groups, **options)
+        expected = OUTCOME[name](rewards, groups).unsqueeze(1).expand(4, 3)
+        assert torch.equal(advantages, expected) and torch.equal(returns, expected)
+    # grpo's scale_rewards reaches the function: "none" is r - mean = [0.5, -0.5, 0, 0] on every token
+    advantages, _ = ADVANTAGES["grpo"](token_rewards, mask, groups, scale_rewards="none")
+    assert_close(advantages[:, 0], [0.5, -0.5, 0.0, 0.0])
+
+
+def test_token_level_entries_are_gae_whitened_and_reinforce_pp():
+    torch.manual_seed(0)
+    token_rewards, values = torch.randn(3, 5), torch.randn(3, 5)
+    mask = t([[1, 1, 1, 0, 0], [1, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    groups = torch.tensor([0, 0, 1])
+    entry = ADVANTAGES["gae"]
+    assert entry.token_level and entry.needs_values and entry.options == ("gamma", "lam")
+    advantages, returns = entry(token_rewards, mask, groups, values, gamma=0.9, lam=0.8)
+    raw, expected_returns = gae(token_rewards, values, mask, 0.9, 0.8)
+    assert torch.equal(advantages, whiten(raw, mask)) and torch.equal(returns, expected_returns)
+    with pytest.raises(ValueError, match="needs the critic's values"):
+        entry(token_rewards, mask, groups, gamma=0.9, lam=0.8)
+    entry = ADVANTAGES["reinforce_pp"]
+    assert entry.token_level and not entry.needs_values and entry.options == ("gamma",)
+    advantages, returns = entry(token_rewards, mask, groups, gamma=0.7)
+    expected = reinforce_pp(token_rewards, mask, 0.7)
+    assert torch.equal(advantages, expected[0]) and torch.equal(returns, expected[1])
+
+
+def test_estimators_refuse_token_rewards_that_are_not_b_by_t():
+    with pytest.raises(ValueError, match=r"must both be \[B,T\]"):
+        ADVANTAGES["grpo"](t([1.0, 0.0]), t([1.0, 1.0]), torch.tensor([0, 0]))
+
+
+def test_a_new_estimator_is_one_registry_entry(tmp_path, monkeypatch):
+    """An estimator added to ADVANTAGES trains on the loop with no driver edit: here 'sign', +1/-1 by whether the
+    row beat its group's mean, with the option it names passed from the config."""
+    import rewardlab
+    from rewardlab.config import load_config
+
+    seen = {}
+
+    def sign(token_rewards, mask, group_index, values, gamma):
+        seen["gamma"] = gamma
+        rewards = token_rewards.sum(1)
+        mean, _, _ = group_stats(rewards, group_index)
+        advantages = (rewards - mean).sign().unsqueeze(1).expand_as(token_rewards)
+        return advantages, advantages
+
+    monkeypatch.setitem(ADVANTAGES._items, "test_sign", Estimator(sign, options=("gamma",)))
+    cfg = load_config("grpo", overrides={
+        "advantage": "test_sign", "gamma": 0.5, "max_steps": 2, "batch_size": 8, "num_generations": 4, "eval_n": 4,
+        "max_completion_length": 4, "logging_steps": 0, "tensorboard": False, "output_dir": str(tmp_path), "torch_threads": 1,
+        "model_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                         "num_key_value_heads": 2}, "reward_funcs": ["tests.reward_fixtures:digit_share"]})
+    rewardlab.train("grpo", cfg)
+    assert seen == {"gamma": 0.5}
 
 
 # ================================================================ token-level estimators

@@ -10,7 +10,6 @@ import pytest
 import rewardlab
 from rewardlab.config import ConfigError, load_config
 from rewardlab.data import DataError
-from rewardlab.registry import UnknownNameError
 from rewardlab.rewards import RewardError
 
 from .test_trainers import small
@@ -65,9 +64,13 @@ def test_bad_reward_functions_are_named_with_the_sample(tmp_path, fn, pattern):
     assert not (tmp_path / "bad").exists()
 
 
-def test_unknown_registry_name_lists_the_valid_ones(tmp_path):
-    with pytest.raises(UnknownNameError, match=r"unknown advantage estimator 'gpro'; valid: dr_grpo, gae, grpo, reinforce_pp, rloo\. Did you mean 'grpo'\?"):
+def test_unknown_registry_name_lists_the_valid_ones_at_load(tmp_path):
+    with pytest.raises(ConfigError, match=r"advantage='gpro': unknown advantage estimator; valid: dr_grpo, gae, grpo, reinforce_pp, rloo\. Did you mean 'grpo'\?"):
         grpo(tmp_path, advantage="gpro")
+    with pytest.raises(ConfigError, match=r"loss_type='dapoo': unknown loss aggregation; valid: bnpo, dapo, dr_grpo, grpo, seq_mean_token_mean.*Did you mean 'dapo'"):
+        load_config("grpo", overrides={"loss_type": "dapoo"})
+    with pytest.raises(ConfigError, match=r"policy_loss='gpso'.*valid: gspo, ppo_clip\. Did you mean 'gspo'"):
+        load_config("grpo", overrides={"policy_loss": "gpso"})
     assert not (tmp_path / "bad").exists()
 
 

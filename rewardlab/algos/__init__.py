@@ -5,6 +5,7 @@ Nothing here knows about models, tokenizers, configs, optimizers or ranks (docs/
 
 from rewardlab.algos.advantages import (
     ADVANTAGES,
+    Estimator,
     dr_grpo_advantages,
     gae,
     group_stats,
@@ -14,9 +15,16 @@ from rewardlab.algos.advantages import (
     per_token_rewards,
     reinforce_pp,
     rloo_advantages,
+    score_on_last_token,
     whiten,
 )
-from rewardlab.algos.aggregation import AGGREGATIONS, seq_mean_token_mean, seq_mean_token_sum_norm, token_mean
+from rewardlab.algos.aggregation import (
+    AGGREGATIONS,
+    LOSS_TYPES,
+    seq_mean_token_mean,
+    seq_mean_token_sum_norm,
+    token_mean,
+)
 from rewardlab.algos.distill import (
     distill_loss,
     entropy_weights,
@@ -47,9 +55,11 @@ from rewardlab.algos.value import explained_variance, value_loss
 
 __all__ = [
     "ADVANTAGES",
+    "Estimator",
     "AGGREGATIONS",
     "FLOWRL_IMPORTANCE",
     "KL_KINDS",
+    "LOSS_TYPES",
     "POLICY_LOSSES",
     "PREFERENCE_LOSS_TYPES",
     "AdaptiveKLController",
@@ -79,6 +89,7 @@ __all__ = [
     "preference_loss",
     "reinforce_pp",
     "rloo_advantages",
+    "score_on_last_token",
     "rlsd_advantages",
     "sampled_token_distill_loss",
     "seq_mean_token_mean",

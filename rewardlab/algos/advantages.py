@@ -1,31 +1,59 @@
 """Advantage estimators and the reward shaping that feeds them.
 
-Outcome level (one scalar reward per sample, samples grouped by prompt):
+Every estimator is an entry of ADVANTAGES with one token-level signature:
 
-    ADVANTAGES["grpo" | "dr_grpo" | "rloo"](rewards [B], group_index [B], **opts) -> [B]
+    ADVANTAGES[name](token_rewards [B,T], mask [B,T], group_index [B], values=None, **opts)
+        -> (advantages [B,T], returns [B,T])
 
-`group_index[i]` is the prompt row i was sampled from, an id in 0..num_groups-1. Groups may
-have different sizes and rows may come in any order; every per-group statistic is computed
-with `index_add_` / `scatter_reduce`, never a Python loop over rows.
+`token_rewards` holds each completion's score on its last valid token (score_on_last_token); for the
+per-token estimators (`token_level`) the driver also puts the KL penalty -beta KL_t on every token
+(per_token_rewards). `group_index[i]` is the prompt row i was sampled from, an id in 0..num_groups-1.
+`values` is the critic's estimate for the estimators that say `needs_values`. `opts` are the config
+settings the entry names in `options`.
 
-Token level (a reward per token, padding and environment tokens masked out):
+Outcome level (grpo, dr_grpo, rloo): one scalar per completion, the row's summed reward compared within
+its group, broadcast to every token of the row (the loss mask decides which tokens count). Groups may have
+different sizes and rows may come in any order; every per-group statistic is computed with `index_add_` /
+`scatter_reduce`, never a Python loop over rows. The [B] -> [B] functions (grpo_advantages, ...) are
+exported for direct use.
 
-    gae(token_rewards, values, mask, gamma, lam) -> (advantages, returns)
-    reinforce_pp(token_rewards, mask, gamma) -> (advantages, returns)
+Token level (gae, reinforce_pp): a return per token over the valid tokens, masked positions skipped.
 
-Math: docs/algorithms.md#outcome-level-advantages and docs/algorithms.md#per-token-advantages.
+Adding an estimator is one `ADVANTAGES.add(name, Estimator(...))` (or `outcome_estimator`) and a test;
+the driver does not change. Math: docs/algorithms.md#outcome-level-advantages and
+docs/algorithms.md#per-token-advantages.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from rewardlab.algos.kl import kl_estimate
 from rewardlab.registry import Registry
 
-ADVANTAGES: Registry[Callable[..., torch.Tensor]] = Registry("advantage estimator")
+
+@dataclass(frozen=True)
+class Estimator:
+    """An entry of ADVANTAGES: `compute(token_rewards, mask, group_index, values, **opts) -> (advantages, returns)`."""
+
+    compute: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    token_level: bool = False  # a reward per token: the KL penalty is part of the reward, not of the loss
+    needs_values: bool = False  # reads a critic's values (the loop builds and trains one)
+    options: tuple[str, ...] = ()  # the config settings passed as keyword arguments
+
+    def __call__(self, token_rewards: torch.Tensor, mask: torch.Tensor, group_index: torch.Tensor,
+                 values: torch.Tensor | None = None, **opts) -> tuple[torch.Tensor, torch.Tensor]:
+        if token_rewards.dim() != 2 or mask.shape != token_rewards.shape:
+            raise ValueError(f"token_rewards and mask must both be [B,T]; got {tuple(token_rewards.shape)} and {tuple(mask.shape)}")
+        if self.needs_values and values is None:
+            raise ValueError("this advantage estimator needs the critic's values [B,T]")
+        return self.compute(token_rewards, mask, group_index, values, **opts)
+
+
+ADVANTAGES: Registry[Estimator] = Registry("advantage estimator")
 
 GRPO_SCALE_REWARDS = ("group", "batch", "none")
 
@@ -126,7 +154,6 @@ def nonzero_variance_groups(
 # ---------------------------------------------------------------- outcome-level estimators
 
 
-@ADVANTAGES.register("grpo")
 def grpo_advantages(
     rewards: torch.Tensor, group_index: torch.Tensor, *, scale_rewards: str = "group", eps: float = 1e-4
 ) -> torch.Tensor:
@@ -151,7 +178,6 @@ def grpo_advantages(
     return centered
 
 
-@ADVANTAGES.register("dr_grpo")
 def dr_grpo_advantages(rewards: torch.Tensor, group_index: torch.Tensor) -> torch.Tensor:
     """Dr. GRPO: r - group mean, no std division (it biases toward easy/hard prompts). [B] -> [B]."""
     rewards = _check_grouped(rewards, group_index)
@@ -159,7 +185,6 @@ def dr_grpo_advantages(rewards: torch.Tensor, group_index: torch.Tensor) -> torc
     return rewards - mean
 
 
-@ADVANTAGES.register("rloo")
 def rloo_advantages(rewards: torch.Tensor, group_index: torch.Tensor) -> torch.Tensor:
     """RLOO: r_i - mean of the other samples of its group = G/(G-1) (r_i - mean). [B] -> [B].
 
@@ -169,6 +194,22 @@ def rloo_advantages(rewards: torch.Tensor, group_index: torch.Tensor) -> torch.T
     mean, _, size = _group_moments(rewards, group_index)
     scale = torch.where(size > 1, size / (size - 1).clamp(min=1), torch.zeros_like(size))
     return scale * (rewards - mean)
+
+
+def outcome_estimator(fn: Callable[..., torch.Tensor], *options: str) -> Estimator:
+    """An Estimator from an outcome-level `fn(rewards [B], group_index [B], **opts) -> [B]`: the row's reward is
+    the sum of its token rewards, and the row's advantage is broadcast to all its tokens."""
+
+    def compute(token_rewards, mask, group_index, values, **opts):
+        advantages = fn(token_rewards.sum(dim=1), group_index, **opts).unsqueeze(1).expand_as(token_rewards)
+        return advantages, advantages
+
+    return Estimator(compute, options=options)
+
+
+ADVANTAGES.add("grpo", outcome_estimator(grpo_advantages, "scale_rewards"))
+ADVANTAGES.add("dr_grpo", outcome_estimator(dr_grpo_advantages))
+ADVANTAGES.add("rloo", outcome_estimator(rloo_advantages))
 
 
 # ---------------------------------------------------------------- token-level estimators
@@ -239,7 +280,31 @@ def reinforce_pp(
     return whiten(returns, mask), returns
 
 
+def _gae_whitened(token_rewards, mask, group_index, values, gamma: float, lam: float):
+    """PPO: GAE with the critic's values, the advantages whitened over the batch (the returns are not)."""
+    advantages, returns = gae(token_rewards, values, mask, gamma, lam)
+    return whiten(advantages, mask), returns
+
+
+ADVANTAGES.add("gae", Estimator(_gae_whitened, token_level=True, needs_values=True, options=("gamma", "lam")))
+ADVANTAGES.add("reinforce_pp", Estimator(lambda r, mask, index, values, gamma: reinforce_pp(r, mask, gamma),
+                                         token_level=True, options=("gamma",)))
+
+
 # ---------------------------------------------------------------- reward shaping
+
+
+def score_on_last_token(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """scores [B] -> [B,T] token rewards: each score on its row's last valid token, 0 elsewhere. A row with no
+    valid token (a truncated completion masked out) keeps its score on the last position, so an outcome
+    estimator still counts it in its group; a token-level one ignores it there."""
+    valid = mask.bool()
+    positions = torch.arange(valid.shape[1], device=valid.device).expand_as(valid)
+    last = torch.where(valid, positions, -1).max(dim=1).values
+    last = torch.where(last >= 0, last, valid.shape[1] - 1)
+    rewards = torch.zeros(valid.shape, dtype=scores.dtype if scores.is_floating_point() else torch.get_default_dtype(),
+                          device=valid.device)
+    return rewards.scatter(1, last.unsqueeze(1), scores.detach().to(rewards.dtype).unsqueeze(1))
 
 
 def per_token_rewards(

@@ -19,6 +19,9 @@ from rewardlab.registry import Registry
 
 AGGREGATIONS: Registry[Callable[..., torch.Tensor]] = Registry("loss aggregation")
 
+# TRL's loss_type names for the online loop, and the aggregation each one is.
+LOSS_TYPES = {"grpo": "seq_mean_token_mean", "dr_grpo": "seq_mean_token_sum_norm", "dapo": "token_mean", "bnpo": "token_mean"}
+
 
 def _masked(per_token_loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     # where(), not multiplication: inf/NaN at a padded position times 0 is still NaN.

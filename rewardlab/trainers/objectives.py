@@ -7,8 +7,9 @@ policy-gradient loss, through up to three hooks, and what it needs built.
     loss(cfg, parts, model, rollout, t, rows, logp, old, advantages, mask)
         -> (loss, metrics)                                           replaces the aggregated loss (flowrl)
 
-policy_gradient uses no hook. Adding an objective is one entry here (and one test); the driver and
-policy_update.py do not change. The math is in docs/algorithms.md (#flowrl, #self-distillation-sdpo-rlsd-srpo).
+`advantages` is [B,T]; an objective with outcome_only=True reads one value per row (advantages[:, 0]) and the
+config refuses it with a per-token estimator. policy_gradient uses no hook. Adding an objective is one entry here
+(and one test); the driver and policy_update.py do not change. The math is in docs/algorithms.md (#flowrl, #self-distillation-sdpo-rlsd-srpo).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Objective:
     needs_reference: bool = False  # the loss reads the reference policy's log-probs
     log_z: bool = False  # a learned log Z head (trainers/flowrl.py), not exported
     self_teacher: bool = False  # the policy (or its EMA) re-prompted with a solution (trainers/self_distill.py)
+    outcome_only: bool = True  # reads one advantage per completion, over task prompts (not env episodes)
     advantages: Callable | None = None
     token_loss: Callable | None = None
     loss: Callable | None = None
@@ -33,7 +35,7 @@ class Objective:
 
 def rlsd_reweight(cfg, advantages, teacher, t):
     """RLSD: the verifier sets each sample's sign, the self-teacher each token's magnitude."""
-    return rlsd_advantages(advantages, teacher.logp, t.sampled_logp, t.completion_mask, cfg.rlsd_lambda, cfg.rlsd_eps)
+    return rlsd_advantages(advantages[:, 0], teacher.logp, t.sampled_logp, t.completion_mask, cfg.rlsd_lambda, cfg.rlsd_eps)
 
 
 def self_distill_token_loss(cfg, per_token, logp, old, teacher, rewards, mask):
@@ -44,13 +46,13 @@ def self_distill_token_loss(cfg, per_token, logp, old, teacher, rewards, mask):
 def flowrl_minibatch_loss(cfg, parts, model, rollout, t, rows, logp, old, advantages, mask):
     """FlowRL: the trajectory-balance loss toward exp(flowrl_beta * r_hat) pi_ref (r_hat = the GRPO advantage)."""
     z = parts.log_z(model, rollout.prompt_ids[rows], rollout.prompt_mask[rows])
-    loss, metrics = flowrl_loss(z, logp, t.ref_logp[rows], old, advantages[rows], mask, cfg.flowrl_beta,
+    loss, metrics = flowrl_loss(z, logp, t.ref_logp[rows], old, advantages[rows, 0], mask, cfg.flowrl_beta,
                                 cfg.flowrl_importance, cfg.flowrl_weight_clamp, cfg.epsilon, cfg.epsilon_high or None)
     return loss, {f"flowrl/{k}": v for k, v in metrics.items()}
 
 
 OBJECTIVES: Registry[Objective] = Registry("objective")
-OBJECTIVES.add("policy_gradient", Objective())
+OBJECTIVES.add("policy_gradient", Objective(outcome_only=False))
 OBJECTIVES.add("flowrl", Objective(needs_reference=True, log_z=True, loss=flowrl_minibatch_loss))
 OBJECTIVES.add("sdpo", Objective(self_teacher=True, token_loss=self_distill_token_loss))
 OBJECTIVES.add("srpo", Objective(self_teacher=True, token_loss=self_distill_token_loss))

@@ -12,7 +12,6 @@ replaces it (flowrl), and PPO adds its value loss.
 
 from __future__ import annotations
 
-import difflib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,20 +21,19 @@ import torch
 from ..algos import (
     ADVANTAGES,
     AGGREGATIONS,
+    LOSS_TYPES,
     POLICY_LOSSES,
     AdaptiveKLController,
+    Estimator,
     FixedKLController,
-    gae,
     kl_estimate,
     per_token_rewards,
-    reinforce_pp,
+    score_on_last_token,
     value_loss,
-    whiten,
 )
 from ..config import GRPOConfig
 from ..models import token_logprobs
 from ..monitor import HackingMonitor
-from ..registry import UnknownNameError
 from .batches import ScoredBatch, sequence_inputs
 from .critic import Critic, RewardModelScorer
 from .flowrl import LogZ
@@ -43,40 +41,25 @@ from .objectives import OBJECTIVES, Objective
 from .reference import Reference
 from .self_distill import SelfTeacher
 
-# Per-token estimators (docs/algorithms.md#per-token-advantages); the others are outcome-level, in ADVANTAGES.
-TOKEN_ADVANTAGES = ("gae", "reinforce_pp")
-
-# TRL's loss_type names map onto rewardlab's aggregation names.
-LOSS_TYPES = {"grpo": "seq_mean_token_mean", "dr_grpo": "seq_mean_token_sum_norm", "dapo": "token_mean", "bnpo": "token_mean"}
-
-
-def advantage_options(cfg: GRPOConfig) -> dict:
-    return {"scale_rewards": cfg.scale_rewards} if cfg.advantage == "grpo" else {}
-
 
 @dataclass
 class LossPlan:
     """The registry entries a config picks, resolved (and checked) before anything is written."""
 
     aggregation: str
-    token_level: bool
-    advantage_fn: Any  # outcome-level estimator; None for per-token ones
+    estimator: Estimator
     policy_loss_fn: Any
     aggregate: Any
     objective: Objective
 
+    @property
+    def token_level(self) -> bool:
+        return self.estimator.token_level
+
 
 def loss_plan(cfg: GRPOConfig) -> LossPlan:
     aggregation = LOSS_TYPES.get(cfg.loss_type, cfg.loss_type)
-    token_level = cfg.advantage in TOKEN_ADVANTAGES
-    if not token_level and cfg.advantage not in ADVANTAGES:
-        valid = sorted(ADVANTAGES.names() + list(TOKEN_ADVANTAGES))
-        close = difflib.get_close_matches(cfg.advantage, valid, n=1)
-        raise UnknownNameError(
-            f"unknown advantage estimator {cfg.advantage!r}; valid: {', '.join(valid)}." + (f" Did you mean {close[0]!r}?" if close else "")
-        )
-    advantage_fn = None if token_level else ADVANTAGES[cfg.advantage]
-    return LossPlan(aggregation, token_level, advantage_fn, POLICY_LOSSES[cfg.policy_loss], AGGREGATIONS[aggregation],
+    return LossPlan(aggregation, ADVANTAGES[cfg.advantage], POLICY_LOSSES[cfg.policy_loss], AGGREGATIONS[aggregation],
                     OBJECTIVES[cfg.objective])
 
 
@@ -98,7 +81,7 @@ class LoopParts:
         needs_reference = cfg.beta > 0 or cfg.log_kl or plan.token_level or cfg.reward_model or plan.objective.needs_reference
         reference = Reference(model, cfg) if needs_reference else None
         kl_ctl = AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon) if cfg.kl_target else FixedKLController(cfg.beta)
-        critic = Critic(cfg, device) if cfg.advantage == "gae" else None
+        critic = Critic(cfg, device) if plan.estimator.needs_values else None
         scorer = RewardModelScorer(cfg.reward_model, cfg, device) if cfg.reward_model else None
         monitor = HackingMonitor(cfg.hacking_patience, cfg.hacking_tolerance) if scorer is not None and not cfg.env else None
         log_z = LogZ(cfg, model, device) if plan.objective.log_z else None  # FlowRL's head, not exported
@@ -169,28 +152,26 @@ def sampler_filter(cfg: GRPOConfig) -> dict[str, Any]:
 
 
 def compute_advantages(cfg: GRPOConfig, plan: LossPlan, parts: LoopParts, batch: ScoredBatch, t: Tensors, teacher_scores):
-    """Outcome-level: one scalar per completion, broadcast over its tokens. Per-token (gae, reinforce_pp): the
-    KL penalty is part of the reward, the score sits on the last token. Returns (advantages, returns, old
-    values, token stats)."""
-    rewards, kl_ctl, critic = batch.rewards, parts.kl_ctl, parts.critic
+    """The estimator on token rewards: each completion's score on its last token, and for the per-token estimators
+    (gae, reinforce_pp) the KL penalty on every token. Returns (advantages [B,T], returns, old values, token stats)."""
+    estimator, kl_ctl, critic = plan.estimator, parts.kl_ctl, parts.critic
     token_stats: dict[str, float] = {}
-    returns = old_values = None
-    if plan.token_level:
-        token_rewards, token_kl = per_token_rewards(rewards, t.sampled_logp, t.ref_logp, t.completion_mask, kl_ctl.value)
+    if estimator.token_level:
+        token_rewards, token_kl = per_token_rewards(batch.rewards, t.sampled_logp, t.ref_logp, t.completion_mask, kl_ctl.value)
         sequence_kl = float(token_kl.sum(1).mean())
         kl_ctl.update(sequence_kl, t.input_ids.shape[0])
         token_stats = {"kl_penalty/sequence_kl": sequence_kl, "kl_penalty/beta": kl_ctl.value}
-        if critic is not None:
-            with torch.no_grad():
-                old_values = critic.values(t.input_ids, t.attention, t.C)
-            advantages, returns = gae(token_rewards, old_values, t.completion_mask, cfg.gamma, cfg.lam)
-            advantages = whiten(advantages, t.completion_mask)
-            valid = t.completion_mask.bool()
-            token_stats.update({"values/mean": float(old_values[valid].mean()), "values/returns_mean": float(returns[valid].mean())})
-        else:
-            advantages, returns = reinforce_pp(token_rewards, t.completion_mask, cfg.gamma)
     else:
-        advantages = plan.advantage_fn(rewards, batch.rollout.group_index, **advantage_options(cfg))
+        token_rewards = score_on_last_token(batch.rewards, t.completion_mask)
+    old_values = None
+    if critic is not None:
+        with torch.no_grad():
+            old_values = critic.values(t.input_ids, t.attention, t.C)
+    options = {name: getattr(cfg, name) for name in estimator.options}
+    advantages, returns = estimator(token_rewards, t.completion_mask, batch.rollout.group_index, old_values, **options)
+    if critic is not None:
+        valid = t.completion_mask.bool()
+        token_stats.update({"values/mean": float(old_values[valid].mean()), "values/returns_mean": float(returns[valid].mean())})
     if plan.objective.advantages is not None:  # rlsd: per-token weights from the self-teacher
         advantages = plan.objective.advantages(cfg, advantages, teacher_scores, t)
     return advantages, returns, old_values, token_stats
