@@ -7,6 +7,8 @@ from mutations import Mutation
 
 SANDBOX_TESTS = ["tests/test_code_sandbox.py"]
 CODE = "rewardlab/rewards/code.py"
+RUNS = "rewardlab/runs.py"  # the run directory and checkpoints of both the trainers and classic RL
+CLASSIC_RUN_SAFETY = "tests/classic/test_classic_run_safety.py"
 
 SANDBOX: list[Mutation] = [
     Mutation(
@@ -51,7 +53,7 @@ SANDBOX: list[Mutation] = [
     ),
     Mutation(
         "checkpoint: trainer state unpickled in full",
-        "rewardlab/trainers/checkpoint.py",
+        RUNS,
         "            state = torch.load(path, weights_only=True)\n",
         "            state = torch.load(path, weights_only=False)\n",
         "an object planted in trainer_state.pt would run code on --resume",
@@ -60,20 +62,17 @@ SANDBOX: list[Mutation] = [
     *[Mutation(f"run safety: {name}", file, old, new, why,
                [f"tests/test_run_safety.py::{test}" if test else "tests/classic/test_env_snapshot_safety.py"])
       for name, file, old, new, why, test in [
-        ("run directory not locked", "rewardlab/trainers/rundir.py", "        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n",
+        ("run directory not locked", RUNS, "        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n",
          "        pass\n", "two runs on one directory would interleave their metrics and checkpoints",
          "test_a_second_run_on_a_directory_in_use_fails_at_once_naming_the_pid"),
-        ("earlier run not refused", "rewardlab/trainers/rundir.py", "    if not found or resume:\n", "    if True:\n",
+        ("earlier run not refused", RUNS, "    if not found or resume:\n", "    if True:\n",
          "a new run would append to the old metrics and a later resume would load the old checkpoint",
          "test_a_new_run_refuses_a_directory_holding_an_earlier_run"),
         ("SIGINT saves nothing", "rewardlab/trainers/setup.py",
          "        stopping = self.stop.received is not None and done < cfg.max_steps", "        stopping = False",
          "Ctrl-C would lose every step since the last periodic checkpoint",
          "test_sigint_in_the_middle_of_grpo_saves_a_checkpoint_and_resuming_matches"),
-        ("damaged checkpoint not skipped", "rewardlab/trainers/setup.py", "        except CorruptCheckpointError as error:\n",
-         "        except ImportError as error:\n", "one truncated file would stop a resume that an older checkpoint could serve",
-         "test_a_damaged_checkpoint_is_named_and_skipped_for_the_newest_intact_one"),
-        ("failed save leaves its temporary folder", "rewardlab/trainers/checkpoint.py",
+        ("failed save leaves its temporary folder", RUNS,
          "        shutil.rmtree(tmp, ignore_errors=True)\n        raise\n", "        raise\n",
          "a disk-full save would leave a .tmp-checkpoint folder behind", "test_a_failed_save_leaves_no_temporary_folder"),
         ("NaN settings accepted", "rewardlab/config.py", "        _check_finite(self)\n", "        pass\n",
@@ -102,4 +101,21 @@ SANDBOX: list[Mutation] = [
          "        if False:\n", "a row over max_length would fail at whichever step samples it, with no row index",
          "test_an_sft_row_over_max_length_is_named_before_the_run_starts"),
       ]],
+    Mutation(
+        "run safety: classic run directory not claimed",
+        "rewardlab/classic/runs.py",
+        "        claim_run_dir(self.dir, config.resume, config.overwrite, WORDING)\n",
+        "        self.dir.mkdir(parents=True, exist_ok=True)\n",
+        "a classic run would write into a directory in use, or into an earlier run's, mixing their metrics and checkpoints",
+        [f"{CLASSIC_RUN_SAFETY}::test_a_second_run_into_a_used_directory_is_refused_unless_resume_or_overwrite"],
+    ),
+    Mutation(
+        "run safety: damaged checkpoint not skipped",
+        RUNS,
+        "        except CorruptCheckpointError as error:\n",
+        "        except ImportError as error:\n",
+        "one truncated file would stop a resume (LLM or classic) that an older checkpoint could serve",
+        ["tests/test_run_safety.py::test_a_damaged_checkpoint_is_named_and_skipped_for_the_newest_intact_one",
+         f"{CLASSIC_RUN_SAFETY}::test_a_damaged_newest_checkpoint_is_named_and_skipped_for_the_older_one"],
+    ),
 ]

@@ -46,7 +46,7 @@ def load_algorithm(name: str):
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     usage = (
-        "usage: classic <algo> --env ENV_ID [--name NAME] [--seed S] [--resume] [key=value ...]\n"
+        "usage: classic <algo> --env ENV_ID [--name NAME] [--seed S] [--resume | --overwrite] [key=value ...]\n"
         "       classic eval RUN_DIR [--episodes N] [--seed S] [--stochastic] [--json]\n"
         f"algorithms: {', '.join(ALGORITHMS.names())}; `classic <algo> --help` lists its options"
     )
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         if command == "eval":
             return _eval(rest)
         return _train(command, rest)
-    except (ValueError, FileExistsError, FileNotFoundError, UnknownNameError) as error:
+    except (ValueError, FileNotFoundError, UnknownNameError) as error:
         print(f"rewardlab: error: {error}", file=sys.stderr)
         return 2
 
@@ -70,6 +70,7 @@ def _train(algo: str, argv: list[str]) -> int:
     parser.add_argument("--name")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in the run directory")
     parser.add_argument("--config", type=Path, help="start from this config.yaml (e.g. an earlier run's)")
     parser.add_argument("-h", "--help", action="store_true")
     args, overrides = parser.parse_known_args(argv)
@@ -83,8 +84,7 @@ def _train(algo: str, argv: list[str]) -> int:
     if base and base["algo"] != algo:
         raise ValueError(f"{args.config} is a {base['algo']} config, not {algo}")
     flags = {key: value for key, value in (("env_id", args.env_id), ("name", args.name), ("seed", args.seed)) if value is not None}
-    if args.resume:
-        flags["resume"] = True
+    flags.update({key: True for key in ("resume", "overwrite") if getattr(args, key)})
     config = build_config(config_class, overrides, base={**(base or {}), **flags})
     module.train(config)
     return 0
@@ -93,7 +93,7 @@ def _train(algo: str, argv: list[str]) -> int:
 def _options_help(algo: str, config_class) -> str:
     docs, types_by_name = field_docs(config_class), field_types(config_class)
     defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory() for f in dataclasses.fields(config_class)}
-    lines = [f"classic {algo} --env ENV_ID [--name NAME] [--seed S] [--resume] [--config YAML] [key=value ...]", "", "options:"]
+    lines = [f"classic {algo} --env ENV_ID [--name NAME] [--seed S] [--resume | --overwrite] [--config YAML] [key=value ...]", "", "options:"]
     for name, annotation in types_by_name.items():
         type_name = getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
         lines.append(f"  {name}={defaults[name]!r}  ({type_name})")

@@ -55,7 +55,10 @@ class RunConfig:
     keep_checkpoints: int = 2
     """How many checkpoint-<step>/ folders to keep (oldest deleted first). 0 keeps all."""
     resume: bool = False
-    """Continue from the newest complete checkpoint in the run directory instead of starting over."""
+    """Continue from the newest intact checkpoint in the run directory instead of starting over."""
+    overwrite: bool = False
+    """Start afresh in a run directory that holds an earlier run: its checkpoints, final policy and logs are
+    deleted first. Without it (or resume), such a directory is an error."""
     eval_episodes: int = 10
     """Greedy evaluation episodes at the end of training, on seeds no training episode used. 0 = skip."""
     torch_threads: int = 1
@@ -73,6 +76,8 @@ class RunConfig:
         require(self, "eval_episodes", self.eval_episodes >= 0, "must be >= 0")
         require(self, "torch_threads", self.torch_threads >= 1, "must be >= 1")
         require(self, "env_kwargs", isinstance(self.env_kwargs, dict), "must be a dict (JSON object on the CLI)")
+        require(self, "overwrite", not (self.overwrite and self.resume),
+                "cannot go with resume=true (resume continues the run in the directory, overwrite deletes it); pass one")
         if "/" in self.name or self.name in (".", ".."):
             raise ValueError(f"{self.algo}.name must be a plain folder name, got {self.name!r}")
         for f in dataclasses.fields(self):  # every algorithm's own numbers too: NaN and infinity are refused

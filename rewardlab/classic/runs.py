@@ -1,4 +1,4 @@
-"""The run directory every classic algorithm writes (layout below; docs/architecture.md#run-directories), plus seeding and resume.
+"""The run directory every classic algorithm writes (layout below; docs/architecture.md#run-directories), and resume.
 
     runs/<name>/
       config.yaml           the resolved config that ran
@@ -11,18 +11,19 @@
                             mid-episode and the current observation, when they can be pickled)
       final/                policy.pt + config.yaml of the last step
 
-A checkpoint is written into a hidden temporary folder and renamed into place, so a run killed
-mid-write leaves no half checkpoint; `resume=True` continues from the newest complete one. With the
-env snapshot, a resumed run logs the same numbers as an uninterrupted one (when checkpoint_every is
-a multiple of log_every); an env that cannot be pickled is instead reset with a fresh seed, which
-continues the same training but not the same trajectory.
+The directory, its lock and its checkpoints are rewardlab/runs.py's, as for the language-model
+trainers: a second run on a directory in use fails at once; an earlier run in it is an error unless
+`resume=True` continues it or `overwrite=True` deletes it; a checkpoint is written into a hidden
+temporary folder and renamed into place, so a run killed mid-write leaves no half checkpoint; a resume
+takes the newest checkpoint that loads, naming and skipping a damaged one. With the env snapshot, a
+resumed run logs the same numbers as an uninterrupted one (when checkpoint_every is a multiple of
+log_every); an env that cannot be pickled is instead reset with a fresh seed, which continues the same
+training but not the same trajectory.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import random
 import shutil
 import sys
 import time
@@ -37,14 +38,26 @@ from rewardlab.classic.config import RunConfig, save_config
 from rewardlab.classic.envs import UnverifiedSnapshotError, env_snapshot_bytes, load_env_snapshot
 from rewardlab.classic.evaluate import evaluate
 from rewardlab.classic.policies import Policy
+from rewardlab.monitor.plots import plot_run
+from rewardlab.runs import (
+    STATE_FILE,
+    Wording,
+    atomic_dir,
+    claim_run_dir,
+    list_checkpoints,
+    load_newest_intact,
+    load_state,
+    release_run_dir,
+    restore_rng_state,
+    rng_state,
+    set_seed,
+    write_checkpoint,
+)
 
 History = list[dict[str, float]]
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+# the words of `rewardlab classic` in the run directory's error messages
+WORDING = Wording(resume="resume=true", overwrite="overwrite=true", new_name="name=...", new_parent="runs_dir=...")
+STATE_KEYS = ("step", "elapsed", "stateful", "rng")
 
 
 class Run:
@@ -53,10 +66,9 @@ class Run:
     def __init__(self, config: RunConfig):
         self.config = config
         self.dir = config.run_dir
-        self._check_run_dir()
-        self.dir.mkdir(parents=True, exist_ok=True)
+        claim_run_dir(self.dir, config.resume, config.overwrite, WORDING)
         torch.set_num_threads(config.torch_threads)
-        seed_everything(config.seed)
+        set_seed(config.seed)
         # Exploration noise and action sampling draw from this Generator, so it is checkpointed.
         self.rng = np.random.default_rng(config.seed)
         self.history: History = []
@@ -72,31 +84,26 @@ class Run:
         self._bar = None
         self._env_snapshot: Path | None = None
 
-    def _check_run_dir(self) -> None:
-        started = any((self.dir / name).exists() for name in ("metrics.jsonl", "final")) or list_checkpoints(self.dir)
-        if started and not self.config.resume:
-            raise FileExistsError(
-                f"run directory {self.dir} already exists; pass resume=true to continue it, "
-                f"or choose another name (--name NAME) or runs_dir"
-            )
-
     # --- resume -------------------------------------------------------------------------------------
 
     def restore(self, stateful: dict[str, Any]) -> int:
-        """Call once before the training loop. When resuming, load the newest complete checkpoint into
+        """Call once before the training loop. When resuming, load the newest intact checkpoint into
         `stateful` (modules, optimizers, buffers: anything with state_dict/load_state_dict) and the
         RNGs. Returns the environment step to continue from (0 for a fresh run)."""
-        checkpoint = latest_checkpoint(self.dir) if self.config.resume else None
-        if checkpoint is None:
+        found = None
+        if self.config.resume:
+            found = load_newest_intact(self.dir, list_checkpoints(self.dir), read_trainer_state, WORDING)
+        if found is None:
             if self.config.resume and (self.dir / "metrics.jsonl").exists():
                 print(f"{self.dir}: no complete checkpoint to resume; starting over from step 0", file=sys.stderr)
                 (self.dir / "metrics.jsonl").unlink()  # rows of the lost attempt would repeat steps
             self._open_writers()
             return 0
-        state = torch.load(checkpoint / "trainer_state.pt", weights_only=True)
+        checkpoint, state = found
         for key, obj in stateful.items():
             obj.load_state_dict(state["stateful"][key])
-        _set_rng_states(state["rng"], self.rng)
+        restore_rng_state(state["rng"])
+        self.rng.bit_generator.state = state["rng"]["generator"]
         step = int(state["step"])
         self.start_step = self._last_step = step
         self._elapsed_before = float(state["elapsed"])
@@ -195,36 +202,33 @@ class Run:
             "step": step,
             "elapsed": self.elapsed(),
             "stateful": {key: obj.state_dict() for key, obj in stateful.items()},
-            "rng": _rng_states(self.rng),
+            "rng": {**rng_state(), "generator": self.rng.bit_generator.state},
         }
         env_snapshot = env_snapshot_bytes(*env_state) if env_state is not None else None
 
         def write(tmp: Path) -> None:
             policy.save(tmp / "policy.pt")
-            torch.save(state, tmp / "trainer_state.pt")
+            torch.save(state, tmp / STATE_FILE)
             if env_snapshot is not None:
                 (tmp / "envs.pkl").write_bytes(env_snapshot)
 
-        target = self.dir / f"checkpoint-{step}"
-        _write_atomically(target, write)
+        target = write_checkpoint(self.dir, step, write, self.config.keep_checkpoints)
         if self.config.checkpoint_every:
             while self._next_checkpoint <= step:
                 self._next_checkpoint += self.config.checkpoint_every
-        if self.config.keep_checkpoints:
-            for old in list_checkpoints(self.dir)[: -self.config.keep_checkpoints]:
-                shutil.rmtree(old)
         return target
 
     # --- the end ------------------------------------------------------------------------------------
 
     def finish(self, step: int, policy: Policy, stateful: dict[str, Any], env_state: tuple[Any, Any] | None = None) -> tuple[Policy, History]:
-        """Last checkpoint, final/, plots, end-of-training eval, summary.json and a printed summary."""
+        """Last checkpoint, final/, plots, end-of-training eval, summary.json and a printed summary; then
+        the run directory is unlocked."""
         train_time = self.elapsed()
         self.progress(step)
         if self._bar is not None:
             self._bar.close()
         self.save_checkpoint(step, policy, stateful, env_state)
-        _write_atomically(self.dir / "final", lambda tmp: (policy.save(tmp / "policy.pt"), shutil.copy(self.dir / "config.yaml", tmp)))
+        atomic_dir(self.dir / "final", lambda tmp: (policy.save(tmp / "policy.pt"), shutil.copy(self.dir / "config.yaml", tmp)))
         summary: dict[str, Any] = {
             "algo": self.config.algo,
             "env_id": self.config.env_id,
@@ -242,10 +246,12 @@ class Run:
             result = evaluate(policy, self.config.env_id, self.config.eval_episodes, eval_seed, self.config.env_kwargs)
             summary.update(result.summary(), eval_seed=eval_seed)
         (self.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        write_plots(self.history, self.dir / "plots")
         self._metrics_file.close()
+        # groups={}: a <metric>.png of its own for each, not the language-model trainers' combined plots
+        plot_run(self.dir, keys=sorted({key for row in self.history for key in row} - {"step", "time"}), groups={})
         if self._tensorboard is not None:
             self._tensorboard.close()
+        release_run_dir(self.dir)
         if self.config.progress:
             print_summary(self.dir, summary)
         return policy, self.history
@@ -264,19 +270,9 @@ class ArrayState:
         self.array[...] = state["array"].numpy()
 
 
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first. Temporary folders are hidden (.tmp-*), so never listed."""
-    found = []
-    for path in Path(run_dir).glob("checkpoint-*"):
-        suffix = path.name.removeprefix("checkpoint-")
-        if suffix.isdigit() and (path / "trainer_state.pt").exists() and (path / "policy.pt").exists():
-            found.append((int(suffix), path))
-    return [path for _, path in sorted(found)]
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    checkpoints = list_checkpoints(run_dir)
-    return checkpoints[-1] if checkpoints else None
+def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
+    """checkpoint/trainer_state.pt, weights-only; a damaged one raises CorruptCheckpointError (runs.py)."""
+    return load_state(checkpoint / STATE_FILE, STATE_KEYS, "rewardlab classic trainer state")
 
 
 def policy_path(run_dir: Path) -> Path:
@@ -284,62 +280,10 @@ def policy_path(run_dir: Path) -> Path:
     final = Path(run_dir) / "final" / "policy.pt"
     if final.exists():
         return final
-    checkpoint = latest_checkpoint(Path(run_dir))
-    if checkpoint is None:
+    checkpoints = list_checkpoints(Path(run_dir))
+    if not checkpoints:
         raise FileNotFoundError(f"{run_dir}: no final/policy.pt and no complete checkpoint-<step>/; is it a classic run directory?")
-    return checkpoint / "policy.pt"
-
-
-def _write_atomically(target: Path, write) -> None:
-    tmp = target.parent / f".tmp-{target.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    write(tmp)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
-
-
-def _rng_states(rng: np.random.Generator) -> dict[str, Any]:
-    legacy = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy_legacy": [legacy[0], torch.from_numpy(legacy[1].astype(np.int64)), *legacy[2:]],
-        "torch": torch.get_rng_state(),
-        "generator": rng.bit_generator.state,
-    }
-
-
-def _set_rng_states(states: dict[str, Any], rng: np.random.Generator) -> None:
-    python_state = states["python"]
-    random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
-    name, keys, *rest = states["numpy_legacy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    torch.set_rng_state(states["torch"])
-    rng.bit_generator.state = states["generator"]
-
-
-def write_plots(history: History, plots_dir: Path) -> None:
-    """One PNG per logged metric against environment steps."""
-    if not history:
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers; must be chosen before pyplot is imported
-    import matplotlib.pyplot as plt
-
-    plots_dir.mkdir(exist_ok=True)
-    keys = sorted({key for row in history for key in row} - {"step", "time"})
-    for key in keys:
-        points = [(row["step"], row[key]) for row in history if key in row]
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot([p[0] for p in points], [p[1] for p in points])
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel(key)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(plots_dir / f"{key}.png", dpi=80)
-        plt.close(fig)
+    return checkpoints[-1] / "policy.pt"
 
 
 def print_summary(run_dir: Path, summary: dict[str, Any]) -> None:

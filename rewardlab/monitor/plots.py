@@ -90,7 +90,8 @@ def plot_run(
             By default every key that some group claims is plotted.
         mark_steps: (step, label) pairs drawn as labelled vertical lines on every plot, e.g. where a
             reward-hacking monitor raised an alarm.
-        groups: output file -> key prefixes; defaults to PLOT_GROUPS.
+        groups: output file -> key prefixes; defaults to PLOT_GROUPS. With {} and `keys`, each key gets
+            <key>.png of its own (what classic runs write).
 
     Groups without a finite value are skipped. The x axis is the step; NaN values are left out.
     """

@@ -6,104 +6,46 @@ tokenizer, and trainer_state.pt (optimizer, scheduler, RNG states, step, extra t
 trainer_state.pt is read weights-only: tensors, plain Python values and, by an explicit allow-list, numpy's
 RNG state array. Anything else in it (an object planted to run code when unpickled) makes loading fail
 with an error naming the file, instead of running.
+
+The model-free parts (atomic folders, listing and pruning checkpoints, weights-only loading, RNG states) live
+in rewardlab/runs.py, shared with classic RL; they are re-exported here.
 """
 
 from __future__ import annotations
 
-import os
-import pickle
-import random
-import re
-import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..models import is_peft
+from ..runs import (
+    CHECKPOINT_RE,
+    STATE_FILE,
+    STATE_SAFE_GLOBALS,
+    CheckpointError,
+    CorruptCheckpointError,
+    UnsafeCheckpointError,
+    atomic_dir,
+    first_line,
+    list_checkpoints,
+    load_state,
+    restore_rng_state,
+    rng_state,
+    set_seed,
+    write_checkpoint,
+)
 
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-STATE_FILE = "trainer_state.pt"
-_NUMPY_CORE = getattr(np, "_core", None) or np.core
-# what a trainer state may hold besides tensors and plain Python values: numpy's legacy RNG state (a uint32 array)
-STATE_SAFE_GLOBALS = [_NUMPY_CORE.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: the message names its path and what to do."""
-
-
-class CorruptCheckpointError(CheckpointError):
-    """A checkpoint's files are missing, truncated or unreadable (a resume skips it for an older one)."""
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """A trainer state holds objects that weights-only loading refuses (unpickling them could run code)."""
+__all__ = [
+    "CHECKPOINT_RE", "STATE_FILE", "STATE_SAFE_GLOBALS", "CheckpointError", "CorruptCheckpointError",
+    "UnsafeCheckpointError", "list_checkpoints", "load_checkpoint", "load_trainer_state", "restore_rng_state",
+    "rng_state", "save_checkpoint", "save_final", "save_model", "set_seed",
+]
 
 
 def load_trainer_state(path: Path) -> dict[str, Any]:
     """trainer_state.pt, weights-only with the RNG allow-list; a refused object raises UnsafeCheckpointError."""
-    with torch.serialization.safe_globals(STATE_SAFE_GLOBALS):
-        try:
-            state = torch.load(path, weights_only=True)
-        except FileNotFoundError:
-            raise CorruptCheckpointError(f"{path} is missing") from None
-        except pickle.UnpicklingError as error:
-            if "Weights only load failed" not in str(error):  # not a refused object: damaged bytes
-                raise CorruptCheckpointError(f"{path} is unreadable ({_first_line(error)})") from None
-            reason = str(error).splitlines()[-1][:300] if str(error) else type(error).__name__
-            raise UnsafeCheckpointError(
-                f"{path} holds an object that is not a tensor, a plain value or an RNG state, so it was not loaded "
-                f"(unpickling it could run code; {reason}). Resume only from checkpoints rewardlab wrote; to "
-                "start over, remove the checkpoint folder or train into a new output_dir."
-            ) from None
-        except (RuntimeError, EOFError, OSError, ValueError) as error:  # truncated or zero-byte: torch's zip reader
-            raise CorruptCheckpointError(f"{path} is unreadable ({_first_line(error)})") from None
-    if not isinstance(state, dict) or not {"step", "optimizer", "scheduler", "rng"} <= set(state):
-        raise CorruptCheckpointError(f"{path} is not a rewardlab trainer state (no step, optimizer, scheduler and rng)")
-    return state
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0][:200] if text else "") or type(error).__name__
-
-
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _atomic_dir(final: Path, write) -> Path:
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        write(tmp)
-    except BaseException:  # disk full, an interrupt: nothing half-written is left behind
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
+    return load_state(path, ("step", "optimizer", "scheduler", "rng"))
 
 
 def save_model(model: torch.nn.Module, tokenizer, path: Path, merge_lora: bool = False) -> None:
@@ -137,23 +79,12 @@ def save_checkpoint(
         }
         torch.save(state, tmp / STATE_FILE)
 
-    path = _atomic_dir(run_dir / f"checkpoint-{step}", write)
-    for old in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return path
+    return write_checkpoint(run_dir, step, write, keep)
 
 
 def save_final(run_dir: Path, model, tokenizer, name: str = "final") -> Path:
     """final/: loadable with AutoModelForCausalLM.from_pretrained (LoRA merged, adapter in final/adapter)."""
-    return _atomic_dir(run_dir / name, lambda tmp: save_model(model, tokenizer, tmp, merge_lora=True))
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (a half-written one is never named checkpoint-N)."""
-    if not run_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := CHECKPOINT_RE.match(p.name))]
-    return [p for _, p in sorted(found) if (p / STATE_FILE).is_file()]
+    return atomic_dir(run_dir / name, lambda tmp: save_model(model, tokenizer, tmp, merge_lora=True))
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -164,7 +95,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     except FileNotFoundError:
         raise CorruptCheckpointError(f"{path} is missing") from None
     except Exception as error:  # safetensors raises its own SafetensorError (and OSError) on damaged files
-        raise CorruptCheckpointError(f"{path} is unreadable ({_first_line(error)})") from None
+        raise CorruptCheckpointError(f"{path} is unreadable ({first_line(error)})") from None
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict[str, Any]:

@@ -4,34 +4,30 @@
                                                run's outputs unless resuming or overwriting, tidy leftovers
     StopSignal                                 SIGINT/SIGTERM: finish the step, save a checkpoint, stop
 
-The lock is an advisory `flock` on run_dir/.lock, held for the life of the process: the operating system
-drops it when the process ends, however it ends, so a killed run never leaves a stale lock behind.
+claim_run_dir and the lock live in rewardlab/runs.py, shared with classic RL; they are re-exported here.
 """
 
 from __future__ import annotations
 
-import fcntl
-import logging
-import os
-import shutil
 import signal
 import sys
 import threading
 from pathlib import Path
 
-from .checkpoint import CHECKPOINT_RE
+from ..runs import (
+    LOCK_FILE,
+    RUN_MARKERS,
+    RUN_OUTPUTS,
+    RunDirError,
+    claim_run_dir,
+    earlier_outputs,
+    release_run_dir,
+)
 
-log = logging.getLogger(__name__)
-
-LOCK_FILE = ".lock"
-# what a run writes into its directory; an earlier run is recognised by any of these
-RUN_MARKERS = ("metrics.jsonl", "summary.json", "final")
-RUN_OUTPUTS = ("metrics.jsonl", "samples.jsonl", "eval_samples.jsonl", "summary.json", "config.yaml", "final", "plots")
-
-
-class RunDirError(ValueError):
-    """The run directory is in use by another run, or holds an earlier run and neither resume nor
-    overwrite was asked for. The message says which, and what to do."""
+__all__ = [
+    "LOCK_FILE", "RUN_MARKERS", "RUN_OUTPUTS", "RunDirError", "StopSignal", "TrainingInterrupted",
+    "claim_run_dir", "earlier_outputs", "release_run_dir",
+]
 
 
 class TrainingInterrupted(Exception):
@@ -47,74 +43,6 @@ class TrainingInterrupted(Exception):
     @property
     def exit_code(self) -> int:  # the shell's convention for a process ended by a signal: 128 + its number
         return 128 + int(getattr(signal, self.signal_name, signal.SIGINT))
-
-
-_held_locks: dict[Path, int] = {}  # run_dir -> open file descriptor holding its flock
-
-
-def _lock(run_dir: Path) -> None:
-    key = run_dir.resolve()
-    if key in _held_locks:  # this process already holds it (a second trainer called in the same process)
-        return
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        owner = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise RunDirError(
-            f"{run_dir} is in use by another run (pid {owner}); wait for it to finish, or train into another "
-            "directory (run_name=... or output_dir=...)."
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    _held_locks[key] = fd
-
-
-def release_run_dir(run_dir: Path) -> None:
-    """Drop the lock taken by claim_run_dir (also dropped by the operating system when the process ends)."""
-    fd = _held_locks.pop(Path(run_dir).resolve(), None)
-    if fd is not None:
-        os.close(fd)
-
-
-def earlier_outputs(run_dir: Path) -> list[str]:
-    """Names in run_dir showing that a run already wrote there (metrics, summary, final/, checkpoints)."""
-    if not run_dir.is_dir():
-        return []
-    names = sorted(p.name for p in run_dir.iterdir() if p.name in RUN_MARKERS or CHECKPOINT_RE.match(p.name))
-    return names
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Create and lock run_dir for this run. Without resume, an earlier run's outputs are an error, or with
-    overwrite are deleted first. Half-written checkpoint folders (.tmp-*) of a killed run are removed."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _lock(run_dir)
-    for leftover in run_dir.glob(".tmp-*"):
-        log.info("removing %s, a folder left half-written by an earlier run", leftover)
-        _remove(leftover)
-    found = earlier_outputs(run_dir)
-    if not found or resume:
-        return
-    if not overwrite:
-        release_run_dir(run_dir)
-        shown = ", ".join(found[:6]) + (", ..." if len(found) > 6 else "")
-        raise RunDirError(
-            f"{run_dir} already holds a run ({shown}). Continue it with --resume, replace it with --overwrite "
-            "(deletes its checkpoints, final model and logs), or train into another directory (run_name=...)."
-        )
-    for path in run_dir.iterdir():
-        if path.name in RUN_OUTPUTS or CHECKPOINT_RE.match(path.name) or path.name.startswith("events.out.tfevents"):
-            _remove(path)
-    log.warning("overwrite: deleted the earlier run in %s (%s)", run_dir, ", ".join(found))
 
 
 class StopSignal:

@@ -18,9 +18,8 @@ from ..config import CommonConfig, ConfigError, save_config
 from ..models import apply_lora, load_policy, load_reward_model
 from ..models.loading import model_source
 from ..monitor import RunLogger, plot_run
+from ..runs import load_newest_intact
 from .checkpoint import (
-    CheckpointError,
-    CorruptCheckpointError,
     list_checkpoints,
     load_checkpoint,
     save_checkpoint,
@@ -97,19 +96,11 @@ def start_run(cfg: CommonConfig, reward_model: bool = False) -> RunContext:
         optimizer, lr_lambda(cfg.lr_scheduler, cfg.warmup_steps, cfg.max_steps)
     )
     start_step, state = 0, {}
-    for path in reversed(checkpoints):  # the newest intact one; a corrupt one is named and skipped
-        try:
-            state = load_checkpoint(path, model, optimizer, scheduler)
-        except CorruptCheckpointError as error:
-            log.warning("skipping %s: %s", path, error)
-            continue
+    found = load_newest_intact(run_dir, checkpoints, lambda path: load_checkpoint(path, model, optimizer, scheduler))
+    if found is not None:
+        path, state = found
         start_step = state["step"]
         log.info("resumed from %s (step %d)", path, start_step)
-        break
-    else:
-        if checkpoints:
-            raise CheckpointError(f"no intact checkpoint in {run_dir} (tried {', '.join(p.name for p in checkpoints)}); "
-                                  "remove them to start over, or use --overwrite")
     # resuming drops logged rows past the checkpoint's step (all of them when no checkpoint was found)
     logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, resume_step=(start_step if state else -1) if cfg.resume else None)
     return RunContext(run_dir, model, tokenizer, optimizer, scheduler, logger, start_step, state, StopSignal().install())

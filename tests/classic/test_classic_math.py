@@ -20,6 +20,7 @@ from rewardlab.classic.reinforce import play_episodes, returns_to_go
 from rewardlab.classic.replay import ReplayBuffer
 from rewardlab.classic.returns import discounted_returns, gae
 from rewardlab.classic.rollouts import collect_rollout
+from rewardlab.classic.runs import read_trainer_state
 
 CHAIN = "rewardlab_test/Chain-v0"
 GAMMA = 0.9
@@ -220,7 +221,7 @@ def test_dqn_syncs_target_only_every_target_network_frequency(quiet):
                        target_network_frequency=7, checkpoint_every=14, keep_checkpoints=0, **quiet)
     train_dqn(config)
     for step, synced in ((14, True), (20, False)):
-        state = torch.load(config.run_dir / f"checkpoint-{step}" / "trainer_state.pt", weights_only=True)["stateful"]
+        state = read_trainer_state(config.run_dir / f"checkpoint-{step}")["stateful"]
         same = all(torch.equal(state["q_network"][k], state["target_network"][k]) for k in state["q_network"])
         assert same is synced, step
 
@@ -232,7 +233,7 @@ def test_dqn_replay_stores_reached_state_and_terminated_only(quiet, length, time
     env_kwargs = {"length": length, **({"max_episode_steps": time_limit} if time_limit else {})}
     config = DQNConfig(env_id=CHAIN, env_kwargs=env_kwargs, total_steps=6, learning_starts=100, **quiet)
     train_dqn(config)
-    buffer = torch.load(config.run_dir / "checkpoint-6" / "trainer_state.pt", weights_only=True)["stateful"]["replay_buffer"]
+    buffer = read_trainer_state(config.run_dir / "checkpoint-6")["stateful"]["replay_buffer"]
     np.testing.assert_array_equal(buffer["obs"][:, 0].numpy(), [0, 1] * 3)
     np.testing.assert_array_equal(buffer["next_obs"][:, 0].numpy(), [1, 2] * 3)
     np.testing.assert_array_equal(buffer["rewards"].numpy(), [1, 2] * 3)

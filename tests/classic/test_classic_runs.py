@@ -7,14 +7,14 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 from rewardlab.classic import a2c, dqn, ppo, q_learning, reinforce
 from rewardlab.classic.cli import main
 from rewardlab.classic.config import build_config, load_config_dict, save_config
 from rewardlab.classic.envs import make_env
 from rewardlab.classic.policies import load_policy
-from rewardlab.classic.runs import list_checkpoints
+from rewardlab.classic.runs import read_trainer_state
+from rewardlab.runs import RunDirError, list_checkpoints
 
 # (module, config overrides): a few hundred steps each, checkpoints at a multiple of log_every
 SMOKE = {
@@ -88,7 +88,7 @@ def test_runs_are_reproducible_and_refuse_to_overwrite(quiet):
     assert without_timing(history_a) == without_timing(history_b)
     _, history_c = ppo.train(make_config("ppo", quiet, name="c", seed=1))
     assert without_timing(history_a) != without_timing(history_c)
-    with pytest.raises(FileExistsError, match="resume=true"):
+    with pytest.raises(RunDirError, match="already holds a run .*resume=true.*overwrite=true"):
         ppo.train(make_config("ppo", quiet, name="a"))
 
 
@@ -102,7 +102,7 @@ def test_resume_without_env_snapshot_continues_at_checkpoint_step(quiet):
     _, history = a2c.train(make_config("a2c", quiet, resume=True, total_steps=900))
     steps = [row["step"] for row in history]
     assert steps == sorted(set(steps)) and steps[-1] == 920  # 8 envs x 5 steps = 40 per update
-    state = torch.load(list_checkpoints(config.run_dir)[-1] / "trainer_state.pt", weights_only=True)
+    state = read_trainer_state(list_checkpoints(config.run_dir)[-1])
     assert state["step"] == 920
 
 
@@ -172,9 +172,13 @@ def test_cli_train_then_eval(tmp_path, capsys):
     assert result["eval_episodes"] == 20 and 0.0 <= result["eval_return_mean"] <= 1.0
 
     assert main(args) == 2  # same name again without --resume
-    assert "already exists" in capsys.readouterr().err
+    assert "already holds a run" in capsys.readouterr().err
+    assert main([*args, "--resume", "--overwrite"]) == 2
+    assert "overwrite cannot go with resume=true" in capsys.readouterr().err
     assert main([*args, "--resume", "total_steps=800"]) == 0
     assert json.loads((runs / "fl" / "summary.json").read_text())["steps"] == 800
+    assert main([*args, "--overwrite", "total_steps=300"]) == 0
+    assert json.loads((runs / "fl" / "summary.json").read_text())["steps"] == 300
 
 
 def test_cli_errors_and_help(capsys):

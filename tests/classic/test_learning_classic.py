@@ -17,7 +17,7 @@ from rewardlab.classic.envs import action_spec, make_env, obs_spec
 from rewardlab.classic.evaluate import evaluate
 from rewardlab.classic.networks import ActorCritic
 from rewardlab.classic.policies import TabularPolicy, load_policy
-from rewardlab.classic.runs import seed_everything
+from rewardlab.runs import set_seed
 
 SEED = 0
 FAST = {"progress": False, "tensorboard": False, "eval_episodes": 0, "checkpoint_every": 0, "torch_threads": 1}
@@ -100,7 +100,7 @@ def dqn_before_after(tmp_path, seed: int) -> tuple[float, float]:
                            log_every=500, **FAST)
     dqn.train(config)
     final = load_policy(tmp_path / "dqn" / "final" / "policy.pt").q_network
-    seed_everything(seed)  # what train() does before it builds the network: the untrained start
+    set_seed(seed)  # what train() does before it builds the network: the untrained start
     env = make_env(config.env_id)
     start = type(final)(obs_spec(env.observation_space), action_spec(env.action_space, "dqn", False), config.hidden_sizes)
     states = torch.arange(3, dtype=torch.float32)[:, None]
@@ -132,7 +132,7 @@ def pg_before_after(tmp_path, module, config_class, seed: int, **options) -> tup
     config = config_class(env_id="rewardlab_test/Sign-v0", seed=seed, runs_dir=str(tmp_path), name="pg", **FAST, **options)
     module.train(config)
     final = load_policy(tmp_path / "pg" / "final" / "policy.pt").agent
-    seed_everything(seed)  # what train() does before it builds the agent: the untrained start
+    set_seed(seed)  # what train() does before it builds the agent: the untrained start
     env = make_env(config.env_id)
     start = ActorCritic(obs_spec(env.observation_space), action_spec(env.action_space, config.algo, True),
                         config.hidden_sizes, config.activation)
