@@ -25,6 +25,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **make_kwargs: Any) -> gym.Env:
     if env_id.startswith("rewardlab/"):
+        import rewardlab.classic.market  # noqa: F401
         import rewardlab.envs  # noqa: F401  (registers the text environments and their tabular views)
     try:
         return gym.make(env_id, **(env_kwargs or {}), **make_kwargs)
