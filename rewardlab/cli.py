@@ -37,12 +37,12 @@ def _train(args: argparse.Namespace) -> int:
 def _trained_options(model: str, kind: str, name: str) -> dict | None:
     """The `<kind>_options` a model was trained with (kind "task" or "env"), when `model` is a run's final/
     (or sft/final/) directory whose config.yaml names the same task or env; printed when found."""
-    import yaml
+    from .config import read_saved_config
 
     config = Path(model).parent / "config.yaml"
     if not model or not Path(model).is_dir() or not config.is_file():
         return None
-    saved = yaml.safe_load(config.read_text()) or {}
+    saved = read_saved_config(config)
     options = saved.get(f"{kind}_options")
     if saved.get(kind) != name or not options:
         return None

@@ -1,7 +1,14 @@
-"""Flat, typed configs: one dataclass per method family, loaded from YAML plus key=value overrides.
+"""Typed configs: one dataclass per method family, loaded from YAML plus key=value overrides.
 
-A typo in a key is an error that names the key, where it came from, and the closest valid names.
-Field docstrings (the comment string under each field) feed the README's config reference.
+Every setting belongs to a section by concern (SECTIONS: policy, run, data, evaluation, optimisation, sampling,
+loss, rewards, critic, flowrl, self_distillation, environment, monitor). A YAML file may group its keys under
+the section names or list them flat, TRL style; on the command line `sampling.temperature=0.7` and
+`temperature=0.7` are the same. The dataclasses stay flat (`cfg.temperature`), and a run's config.yaml is
+written in sections. Everything is checked at load, before a run directory is touched: a typo in a key names
+the key, where it came from and the closest valid names; a key under the wrong section names the right one;
+registry names (advantage, policy_loss, loss_type, objective) are looked up. Settings of a section the run
+does not use (flowrl_beta without objective=flowrl) are named in a warning. Field docstrings (the string
+under each field) feed the README's config reference.
 """
 
 from __future__ import annotations
@@ -535,6 +542,91 @@ METHOD_PRESETS: dict[str, tuple[type, dict[str, Any]]] = {
 }
 
 
+# The section of every setting, by concern. The objective-specific sections (critic, flowrl, self_distillation)
+# and environment and monitor say, in SECTION_USED, when a run reads them.
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "policy": ("model", "model_config", "dtype", "device", "torch_threads", "lora_r", "lora_alpha", "lora_target_modules",
+               "teacher", "ref_model"),
+    "run": ("output_dir", "run_name", "seed", "resume", "overwrite", "tensorboard", "logging_steps", "save_steps",
+            "save_total_limit", "num_samples_logged"),
+    "data": ("task", "task_options", "dataset", "eval_dataset", "num_train_samples", "max_length", "max_prompt_length",
+             "off_policy_source"),
+    "evaluation": ("eval_steps", "eval_n", "eval_seed", "eval_split", "max_new_tokens", "eval_temperature"),
+    "optimisation": ("learning_rate", "lr_scheduler", "warmup_steps", "weight_decay", "max_grad_norm", "max_steps",
+                     "batch_size", "mini_batch_size", "num_iterations", "target_kl"),
+    "sampling": ("num_generations", "temperature", "top_p", "top_k", "max_completion_length", "dynamic_sampling",
+                 "max_resample_rounds"),
+    "loss": ("objective", "advantage", "scale_rewards", "gamma", "lam", "policy_loss", "loss_type", "epsilon",
+             "epsilon_high", "beta", "kl_target", "kl_horizon", "kl_estimator", "log_kl", "mask_truncated_completions",
+             "label_smoothing", "simpo_gamma", "desirable_weight", "undesirable_weight", "precompute_ref_log_probs",
+             "center_rewards_coefficient", "lmbda", "opd_lambda"),
+    "rewards": ("reward_funcs", "reward_weights", "reward_timeout", "reward_workers", "reward_model", "overlong_buffer",
+                "missing_eos_penalty"),
+    "critic": ("value_model", "value_learning_rate", "vf_coef", "cliprange_value"),
+    "flowrl": ("flowrl_beta", "flowrl_importance", "flowrl_weight_clamp", "log_z_learning_rate"),
+    "self_distillation": ("self_teacher", "teacher_ema_rate", "teacher_context", "teacher_template", "success_reward",
+                          "sdpo_mix", "rlsd_lambda", "rlsd_eps"),
+    "environment": ("env", "env_options", "env_reward", "env_turns_per_episode"),
+    "monitor": ("hacking_patience", "hacking_tolerance"),
+}
+SECTION_OF: dict[str, str] = {name: section for section, names in SECTIONS.items() for name in names}
+
+
+def _section_used(cfg: Any) -> dict[str, bool]:
+    """Whether an online run reads each optional section (the others are always read)."""
+    from .algos import ADVANTAGES
+
+    return {"critic": ADVANTAGES[cfg.advantage].needs_values, "flowrl": cfg.objective == "flowrl",
+            "self_distillation": cfg.objective in ("sdpo", "rlsd", "srpo"), "monitor": bool(cfg.reward_model),
+            "environment": bool(cfg.env)}
+
+
+def _flatten_sections(cls: type, items: dict[Any, Any], source: str) -> dict[Any, Any]:
+    """{"sampling": {"temperature": 0.7}, "sampling.top_p": 0.9, "beta": 0.1} -> flat keys, each checked to be in
+    the section it is written under."""
+    flat: dict[Any, Any] = {}
+    for key, value in items.items():
+        section, dot, name = key.partition(".") if isinstance(key, str) else ("", "", key)
+        if isinstance(key, str) and key in SECTIONS and key not in config_fields(cls):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: {key} is a section; give it a mapping of settings, e.g. {key}: "
+                                  f"{{{SECTIONS[key][0]}: ...}}")
+            pairs = [(f"{key}.{sub}" if isinstance(sub, str) else sub, sub_value) for sub, sub_value in value.items()]
+        elif dot:
+            if section not in SECTIONS:
+                close = difflib.get_close_matches(section, list(SECTIONS), n=1)
+                raise ConfigError(f"{source}: {key!r}: unknown section {section!r}; sections: {', '.join(SECTIONS)}."
+                                  + (f" Did you mean {close[0]!r}?" if close else ""))
+            pairs = [(key, value)]
+        else:
+            pairs = [(key, value)]
+        for full, sub_value in pairs:
+            section, dot, name = full.partition(".") if isinstance(full, str) else ("", "", full)
+            if dot:
+                _check_keys(cls, [name], source)
+                if SECTION_OF.get(name) != section:
+                    raise ConfigError(f"{source}: {name} belongs to section {SECTION_OF.get(name)!r}, not {section!r}; "
+                                      f"write {SECTION_OF.get(name)}.{name} (or just {name})")
+            else:
+                name = full
+            if name in flat:
+                raise ConfigError(f"{source}: {name} is given twice (flat and in its section {SECTION_OF.get(name)!r}); keep one")
+            flat[name] = sub_value
+    return flat
+
+
+def config_sections(cfg: CommonConfig) -> dict[str, Any]:
+    """A config as {"method": ..., section: {key: value}} in SECTIONS order: what a run's config.yaml holds."""
+    flat = config_to_dict(cfg)
+    out: dict[str, Any] = {"method": flat.pop("method")}
+    for section, names in SECTIONS.items():
+        values = {name: flat.pop(name) for name in names if name in flat}
+        if values:
+            out[section] = values
+    out.update(flat)  # a field added without a section stays flat (a test pins that there is none)
+    return out
+
+
 def _check_finite(cfg: Any) -> None:
     """Every float setting is a number: NaN and infinity are refused before anything runs."""
     for f in dataclasses.fields(cfg):
@@ -644,6 +736,7 @@ def load_config(
     cls, preset = METHOD_PRESETS[method]
     values: dict[str, Any] = dict(preset)
     sources: list[tuple[str, dict[str, Any]]] = []
+    saved_run = ""  # a run's saved config lists every setting: no warning for the ones its run did not use
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -658,15 +751,27 @@ def load_config(
         saved_method = loaded.pop("method", None)  # a run's config.yaml names the method it ran
         if saved_method is not None and METHOD_PRESETS.get(saved_method, (None,))[0] is not cls:
             raise ConfigError(f"{path} is the config of a {saved_method!r} run; load it with that method, not {method!r}")
+        saved_run = str(path) if saved_method is not None else ""
         sources.append((str(path), loaded))
     if overrides:
         sources.append(("command line", overrides if isinstance(overrides, dict) else parse_overrides(overrides)))
+    given: set[str] = set()
     for source, items in sources:
+        items = _flatten_sections(cls, items, source)
         _check_keys(cls, list(items), source)
         for key, value in items.items():
             values[key] = _coerce(cls, key, value, source)
+        if source != saved_run:
+            given.update(items)
     cfg = cls(**values)
     cfg.method = method
+    if isinstance(cfg, GRPOConfig):
+        unused = sorted(name for name in given if not _section_used(cfg).get(SECTION_OF.get(name, ""), True))
+        if unused:
+            log.warning("%s: set, but this run does not read the %s section (objective=%s, advantage=%s, env=%r, "
+                        "reward_model=%r); the setting has no effect", ", ".join(unused),
+                        "/".join(sorted({SECTION_OF[n] for n in unused})), cfg.objective, cfg.advantage, cfg.env,
+                        cfg.reward_model)
     return cfg
 
 
@@ -681,7 +786,19 @@ def config_to_dict(cfg: CommonConfig) -> dict[str, Any]:
 
 def save_config(cfg: CommonConfig, path: str | Path) -> None:
     with open(path, "w") as fh:
-        yaml.safe_dump(config_to_dict(cfg), fh, sort_keys=False)
+        yaml.safe_dump(config_sections(cfg), fh, sort_keys=False)
+
+
+def read_saved_config(path: str | Path) -> dict[str, Any]:
+    """A run's config.yaml as flat key: value (sections or flat, as written by any version)."""
+    loaded = yaml.safe_load(Path(path).read_text()) or {}
+    flat: dict[str, Any] = {}
+    for key, value in loaded.items():
+        if key in SECTIONS and isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -709,16 +826,20 @@ def reference_markdown() -> str:
         own = [f for f in dataclasses.fields(cls) if cls is CommonConfig or f.name not in config_fields(CommonConfig)
                or f.default != config_fields(CommonConfig)[f.name].default]
         docs = field_docs(cls)
-        lines += [f"### {cls.__name__}", "", (cls.__doc__ or "").strip(), "", "| key | default | meaning |", "|---|---|---|"]
+        lines += [f"### {cls.__name__}", "", (cls.__doc__ or "").strip(), "", "| key | section | default | meaning |",
+                  "|---|---|---|---|"]
         for f in own:
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             doc = docs.get(f.name, "") or docs.get(f.name, "")
             if not doc:
                 doc = field_docs(CommonConfig).get(f.name, "")
-            lines.append(f"| `{f.name}` | `{default!r}` | {doc.replace('|', '/')} |")
+            lines.append(f"| `{f.name}` | {SECTION_OF[f.name]} | `{default!r}` | {doc.replace('|', '/')} |")
         lines.append("")
     presets = ", ".join(f"`{m}`" + (f" ({', '.join(f'{k}={v}' for k, v in p.items())})" if p else "") for m, (_, p) in METHOD_PRESETS.items())
     lines.append(f"Methods and the defaults they set: {presets}.")
+    lines += ["", "In a YAML file the keys may be listed flat or grouped by section (`sampling: {temperature: 0.7}`); on "
+              "the command line `sampling.temperature=0.7` and `temperature=0.7` are the same. A run's config.yaml is "
+              "written in sections."]
     return "\n".join(lines)
 
 

@@ -142,9 +142,23 @@ ONLINE: list[Mutation] = [
              'an estimator gets the settings it names', ['tests/test_algos.py::test_a_new_estimator_is_one_registry_entry']),
 ]
 
+CONFIG_TESTS = "tests/test_config_sections.py"
+CONFIG: list[Mutation] = [
+    Mutation('config: a key under the wrong section accepted', 'rewardlab/config.py',
+             '                if SECTION_OF.get(name) != section:',
+             '                if False:',
+             'optimisation.temperature would silently set the sampling temperature',
+             [f'{CONFIG_TESTS}::test_a_misplaced_or_doubled_key_is_an_error_naming_the_fix']),
+    Mutation('config: unused sections not warned about', 'rewardlab/config.py',
+             '        if unused:\n            log.warning(',
+             '        if False:\n            log.warning(',
+             'flowrl_beta without objective=flowrl would be ignored in silence',
+             [f'{CONFIG_TESTS}::test_settings_of_a_section_the_run_does_not_read_are_named_in_a_warning']),
+]
+
 # the other groups live beside this file, one module each, so that each area keeps its own list
 from mutations_offline import OFFLINE  # noqa: E402
 from mutations_sandbox import SANDBOX  # noqa: E402
 from mutations_splits import SPLITS  # noqa: E402
 
-MUTATIONS: list[Mutation] = ONLINE + OFFLINE + SPLITS + SANDBOX
+MUTATIONS: list[Mutation] = ONLINE + CONFIG + OFFLINE + SPLITS + SANDBOX
