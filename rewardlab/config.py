@@ -189,6 +189,8 @@ class GRPOConfig(CommonConfig):
     """k1 | k2 | k3."""
     log_kl: bool = True
     """Log KL to the reference even when beta = 0 (one extra no-grad forward)."""
+    engine: str = "hf"
+    """Generation engine for rollouts (rollout/engines.py): hf (rewardlab's, over the training model in process)."""
     temperature: float = 1.0
     """Sampling temperature for rollouts."""
     top_p: float = 1.0
@@ -291,6 +293,7 @@ class GRPOConfig(CommonConfig):
         super().__post_init__()
         from .algos import ADVANTAGES, AGGREGATIONS, FLOWRL_IMPORTANCE, KL_KINDS, LOSS_TYPES, POLICY_LOSSES
         from .algos.advantages import GRPO_SCALE_REWARDS
+        from .rollout import ENGINES
         from .trainers.objectives import OBJECTIVES  # registries: entries added by users are valid too
 
         _check_choice(self, "scale_rewards", GRPO_SCALE_REWARDS)
@@ -298,6 +301,7 @@ class GRPOConfig(CommonConfig):
         _check_name(self, "advantage", ADVANTAGES)
         _check_name(self, "policy_loss", POLICY_LOSSES)
         _check_name(self, "objective", OBJECTIVES)
+        _check_name(self, "engine", ENGINES)
         if self.loss_type not in LOSS_TYPES:
             _check_name(self, "loss_type", AGGREGATIONS, also=tuple(LOSS_TYPES))
         if self.num_generations < 2:
@@ -554,7 +558,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "evaluation": ("eval_steps", "eval_n", "eval_seed", "eval_split", "max_new_tokens", "eval_temperature"),
     "optimisation": ("learning_rate", "lr_scheduler", "warmup_steps", "weight_decay", "max_grad_norm", "max_steps",
                      "batch_size", "mini_batch_size", "num_iterations", "target_kl"),
-    "sampling": ("num_generations", "temperature", "top_p", "top_k", "max_completion_length", "dynamic_sampling",
+    "sampling": ("engine", "num_generations", "temperature", "top_p", "top_k", "max_completion_length", "dynamic_sampling",
                  "max_resample_rounds"),
     "loss": ("objective", "advantage", "scale_rewards", "gamma", "lam", "policy_loss", "loss_type", "epsilon",
              "epsilon_high", "beta", "kl_target", "kl_horizon", "kl_estimator", "log_kl", "mask_truncated_completions",

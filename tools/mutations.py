@@ -142,6 +142,20 @@ ONLINE: list[Mutation] = [
              'an estimator gets the settings it names', ['tests/test_algos.py::test_a_new_estimator_is_one_registry_entry']),
 ]
 
+SEAM_TESTS = "tests/test_seams.py"
+SEAMS: list[Mutation] = [
+    Mutation('seam: engine not synced after a step', 'rewardlab/trainers/online.py',
+             '        engine.sync(model)\n',
+             '',
+             'an engine that holds its own weights (vLLM) would keep sampling from the first policy',
+             [f'{SEAM_TESTS}::test_a_new_engine_is_one_registry_entry_and_is_synced_after_every_step']),
+    Mutation('seam: estimator bypasses the gather module', 'rewardlab/trainers/policy_update.py',
+             '    group = gather.current()  # the estimator',
+             '    group = gather.SingleProcess()  # the estimator',
+             'a multi-process run would compute group statistics from its own shard only',
+             [f'{SEAM_TESTS}::test_every_gather_point_of_the_loop_goes_through_the_gather_module']),
+]
+
 CONFIG_TESTS = "tests/test_config_sections.py"
 CONFIG: list[Mutation] = [
     Mutation('config: a key under the wrong section accepted', 'rewardlab/config.py',
@@ -161,4 +175,4 @@ from mutations_offline import OFFLINE  # noqa: E402
 from mutations_sandbox import SANDBOX  # noqa: E402
 from mutations_splits import SPLITS  # noqa: E402
 
-MUTATIONS: list[Mutation] = ONLINE + CONFIG + OFFLINE + SPLITS + SANDBOX
+MUTATIONS: list[Mutation] = ONLINE + SEAMS + CONFIG + OFFLINE + SPLITS + SANDBOX

@@ -50,6 +50,11 @@ class HFEngine:
         if tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos_token)")
 
+    def sync(self, model: torch.nn.Module) -> None:
+        """Nothing to copy: the engine decodes with the trainer's own model object."""
+        if model is not self.model:
+            raise ValueError("HFEngine.sync got a different model object than the one it decodes with")
+
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], n: int, params: SamplingParams) -> Rollout:
         if not prompts:

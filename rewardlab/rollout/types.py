@@ -72,7 +72,18 @@ class Rollout:
 
 
 class Engine(Protocol):
+    """What the online loop needs from a generator (ENGINES in rollout/engines.py names the implementations).
+
+    generate  n completions per prompt, with the log-prob of each sampled token under the distribution it was
+              drawn from (the trainer recomputes its own and may correct for the difference)
+    sync      after each optimizer step: sample from the trainer's current weights from now on
+    """
+
     def generate(self, prompts: list[list[int]], n: int, params: SamplingParams) -> Rollout:
         """Sample n completions for each prompt (token ids, unpadded). Rows are grouped:
         prompt i owns rows i*n .. i*n+n-1."""
+        ...
+
+    def sync(self, model: torch.nn.Module) -> None:
+        """Take the trainer's weights (an engine that shares the model object has nothing to do)."""
         ...

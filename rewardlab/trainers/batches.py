@@ -19,6 +19,7 @@ import torch
 from ..algos import nonzero_variance_groups, overlong_penalty
 from ..data import columns
 from ..rollout import Rollout, concat_rollouts, select_rows
+from . import gather
 from .evaluate import completions_for, evaluate_accuracy
 from .inputs import encode_prompt
 
@@ -75,8 +76,8 @@ class TaskRollouts:
     """Task prompts -> num_generations completions each -> rewards: the reward functions plus, when given,
     the reward model's score; the DAPO overlong and missing-EOS shaping; the gold reward of reward-model runs."""
 
-    def __init__(self, cfg, engine, sampling, tokenizer, rewards_fn, scorer, gold_fn, held_out, verify, device):
-        self.cfg, self.engine, self.sampling, self.tokenizer = cfg, engine, sampling, tokenizer
+    def __init__(self, cfg, model, engine, sampling, tokenizer, rewards_fn, scorer, gold_fn, held_out, verify, device):
+        self.cfg, self.model, self.engine, self.sampling, self.tokenizer = cfg, model, engine, sampling, tokenizer
         self.rewards_fn, self.scorer, self.gold_fn = rewards_fn, scorer, gold_fn
         self.held_out, self.verify, self.device = held_out, verify, device
         self.last_eval: dict[str, float] = {}  # tasks report no metrics besides the score
@@ -106,7 +107,7 @@ class TaskRollouts:
                            time.time() - t_score, gold)
 
     def evaluate(self) -> tuple[float, list[dict[str, Any]]]:
-        return evaluate_accuracy(self.engine.model, self.tokenizer, self.held_out, self.verify, self.cfg.max_completion_length)
+        return evaluate_accuracy(self.model, self.tokenizer, self.held_out, self.verify, self.cfg.max_completion_length)
 
 
 def sequence_inputs(rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,7 +128,8 @@ def dynamic_sample(cfg, batch: ScoredBatch, source, prompts: PromptStream, pad_i
         if round_ > 0:
             current = source.rollout_and_score(prompts.next(cfg.prompts_per_step))
             score_time, gold = score_time + current.score_time, gold + current.gold
-        keep = nonzero_variance_groups(current.rewards, current.rollout.group_index, cfg.prompts_per_step)[current.rollout.group_index]
+        informative = nonzero_variance_groups(*gather.current().rows(current.rewards, current.rollout.group_index), cfg.prompts_per_step)
+        keep = informative[current.rollout.group_index]
         rows = keep.nonzero().flatten()
         if len(rows):
             parts.append(current.select(rows))

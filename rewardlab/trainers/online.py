@@ -22,7 +22,8 @@ from ..algos import group_stats
 from ..config import GRPOConfig
 from ..monitor import format_table, progress, reward_length_correlation
 from ..rewards import RewardFunctions, summary_metrics
-from ..rollout import HFEngine, SamplingParams
+from ..rollout import ENGINES, SamplingParams
+from . import gather
 from .batches import PromptStream, ScoredBatch, TaskRollouts, dynamic_sample
 from .env_rollouts import EnvRollouts, env_seed_records
 from .inputs import eval_records, preflight_rewards, reward_functions, task_of, train_records, verifier
@@ -72,13 +73,13 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     parts = LoopParts.build(cfg, plan, model, tok, device)
     saved = ctx.resumed_state.get("extra", {})
     parts.load_state(saved)
-    engine = HFEngine(model, tok)
+    engine = ENGINES[cfg.engine](model, tok, cfg)
     sampling = SamplingParams(cfg.max_completion_length, cfg.temperature, cfg.top_p, cfg.top_k)
     prompts = PromptStream(records, cfg.seed, saved.get("data_cursor", 0))
     if cfg.env:  # the same loop on episodes: multi-turn rollouts and game evaluation (trainers/env_rollouts.py)
         source = EnvRollouts(cfg, model, tok, engine, sampling)
     else:
-        source = TaskRollouts(cfg, engine, sampling, tok, rewards_fn, parts.scorer, gold_fn, held_out, verify, device)
+        source = TaskRollouts(cfg, model, engine, sampling, tok, rewards_fn, parts.scorer, gold_fn, held_out, verify, device)
     gold_window: list[tuple[float, float, float]] = []  # (gold, proxy, sequence KL) per step since the last evaluation
 
     initial_eval = None
@@ -93,12 +94,13 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         # 1. rollout and 2. rewards (DAPO dynamic sampling keeps only groups whose rewards differ)
         model.eval()
         batch = source.rollout_and_score(prompts.next(cfg.prompts_per_step))
-        zero_var_fraction = group_stats(batch.rewards, batch.rollout.group_index)[2]
+        zero_var_fraction = group_stats(*gather.current().rows(batch.rewards, batch.rollout.group_index))[2]
         if cfg.dynamic_sampling:
             batch = dynamic_sample(cfg, batch, source, prompts, tok.pad_token_id)
         t_generate = time.time() - t0 - batch.score_time
         # 3. advantages, 4. loss and 5. optimizer step(s)
         update = update_policy(cfg, ctx, plan, parts, batch, grad_step)
+        engine.sync(model)
 
         done = step + 1
         metrics = step_metrics(cfg, ctx, batch, update, zero_var_fraction, t_generate, t0)
@@ -155,7 +157,8 @@ def eval_metrics(source) -> dict[str, float]:
 def step_metrics(cfg: GRPOConfig, ctx, batch: ScoredBatch, update: UpdateResult, zero_var_fraction: float,
                  t_generate: float, t0: float) -> dict[str, float]:
     """What moves, so "loss is 0" never hides whether learning happens."""
-    rollout, rewards = batch.rollout, batch.rewards
+    rollout = batch.rollout
+    rewards, group_index = gather.current().rows(batch.rewards, rollout.group_index)
     lengths = rollout.completion_lengths.float()
     generated = int(rollout.completion_mask.sum())
     return {
@@ -167,7 +170,7 @@ def step_metrics(cfg: GRPOConfig, ctx, batch: ScoredBatch, update: UpdateResult,
         "reward_length_corr": reward_length_correlation(rewards.tolist(), rollout.completion_lengths.tolist()),
         "zero_variance_groups": zero_var_fraction,
         # after dynamic sampling: the groups actually trained on (0 unless it gave up refilling)
-        "zero_variance_groups_trained": group_stats(rewards, rollout.group_index)[2],
+        "zero_variance_groups_trained": group_stats(rewards, group_index)[2],
         "completion_length": float(lengths.mean()),
         "completion_length_min": float(lengths.min()),
         "completion_length_max": float(lengths.max()),

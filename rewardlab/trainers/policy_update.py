@@ -34,6 +34,7 @@ from ..algos import (
 from ..config import GRPOConfig
 from ..models import token_logprobs
 from ..monitor import HackingMonitor
+from . import gather
 from .batches import ScoredBatch, sequence_inputs
 from .critic import Critic, RewardModelScorer
 from .flowrl import LogZ
@@ -158,7 +159,7 @@ def compute_advantages(cfg: GRPOConfig, plan: LossPlan, parts: LoopParts, batch:
     token_stats: dict[str, float] = {}
     if estimator.token_level:
         token_rewards, token_kl = per_token_rewards(batch.rewards, t.sampled_logp, t.ref_logp, t.completion_mask, kl_ctl.value)
-        sequence_kl = float(token_kl.sum(1).mean())
+        sequence_kl = gather.current().mean(float(token_kl.sum(1).mean()))
         kl_ctl.update(sequence_kl, t.input_ids.shape[0])
         token_stats = {"kl_penalty/sequence_kl": sequence_kl, "kl_penalty/beta": kl_ctl.value}
     else:
@@ -168,7 +169,9 @@ def compute_advantages(cfg: GRPOConfig, plan: LossPlan, parts: LoopParts, batch:
         with torch.no_grad():
             old_values = critic.values(t.input_ids, t.attention, t.C)
     options = {name: getattr(cfg, name) for name in estimator.options}
-    advantages, returns = estimator(token_rewards, t.completion_mask, batch.rollout.group_index, old_values, **options)
+    group = gather.current()  # the estimator sees every process's rows; each keeps its own
+    advantages, returns = group.local(*estimator(*group.rows(token_rewards, t.completion_mask, batch.rollout.group_index,
+                                                             old_values), **options))
     if critic is not None:
         valid = t.completion_mask.bool()
         token_stats.update({"values/mean": float(old_values[valid].mean()), "values/returns_mean": float(returns[valid].mean())})
@@ -219,7 +222,7 @@ def approx_kl(logp: torch.Tensor, old: torch.Tensor, mask: torch.Tensor) -> floa
 def minibatch_weight(loss_type: str, mask: torch.Tensor, rows: slice, total_rows: int) -> float:
     """Share of the full-batch loss a minibatch carries, so accumulated gradients equal the full batch's."""
     if loss_type == "token_mean":
-        return float(mask[rows].sum() / mask.sum().clamp(min=1))
+        return float(mask[rows].sum() / gather.current().token_count(mask).clamp(min=1))
     return (rows.stop - rows.start) / total_rows
 
 
