@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from rewardlab.config import GRPOConfig
+from rewardlab.data.collate import left_pad
 from rewardlab.demo import DEMO_TASK
 from rewardlab.models import load_policy, token_logprobs
-from rewardlab.rollout import left_pad
 from rewardlab.tasks import make_task
 
 RESULTS = Path(__file__).resolve().parent / "results" / "self_teacher_probe.md"

@@ -207,9 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.set_defaults(func=_report)
 
-    p = sub.add_parser("classic", help="classic RL on Gymnasium (rewardlab classic --help)", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=lambda a: __import__("rewardlab.classic.cli", fromlist=["main"]).main(a.rest))
+    # listed for `rewardlab --help` only: main() hands `rewardlab classic ...` to classic/cli.py before parsing
+    sub.add_parser("classic", help="classic RL on Gymnasium (rewardlab classic --help)", add_help=False)
     return parser
 
 

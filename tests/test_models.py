@@ -2,7 +2,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rewardlab.models import disable_dropout, load_policy, selective_log_softmax, token_logprobs
+from rewardlab.models import disable_dropout, load_policy, token_logprobs
 from rewardlab.models.logprobs import position_ids_from_mask
 
 
@@ -39,13 +39,6 @@ def test_disable_dropout_zeroes_every_dropout():
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.3))
     disable_dropout(model)
     assert model[1].p == 0.0
-
-
-def test_selective_log_softmax_matches_full_log_softmax():
-    logits = torch.randn(3, 5, 11)
-    index = torch.randint(0, 11, (3, 5))
-    expected = torch.log_softmax(logits, -1).gather(-1, index[..., None]).squeeze(-1)
-    assert torch.allclose(selective_log_softmax(logits, index), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 4096])

@@ -15,11 +15,10 @@ from transformers import AutoModelForSequenceClassification
 import rewardlab
 from rewardlab.config import load_config
 from rewardlab.data import DataError
+from rewardlab.data.collate import left_pad, right_pad
 from rewardlab.models import build_char_tokenizer, build_tiny_model, load_reward_model, reward_scores
-from rewardlab.rollout import left_pad
 from rewardlab.trainers.preference import FrozenReference, step_loss
 from rewardlab.trainers.preference_inputs import encode_records
-from rewardlab.trainers.sft import right_pad
 
 TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2}
 PAIRS = [

@@ -68,7 +68,7 @@ SANDBOX: list[Mutation] = [
         ("earlier run not refused", RUNS, "    if not found or resume:\n", "    if True:\n",
          "a new run would append to the old metrics and a later resume would load the old checkpoint",
          "test_a_new_run_refuses_a_directory_holding_an_earlier_run"),
-        ("SIGINT saves nothing", "rewardlab/trainers/setup.py",
+        ("SIGINT saves nothing", "rewardlab/trainers/lifecycle.py",
          "        stopping = self.stop.received is not None and done < cfg.max_steps", "        stopping = False",
          "Ctrl-C would lose every step since the last periodic checkpoint",
          "test_sigint_in_the_middle_of_grpo_saves_a_checkpoint_and_resuming_matches"),

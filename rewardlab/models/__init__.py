@@ -1,7 +1,7 @@
 """Policies: the built-in tiny model and char tokenizer, loading, LoRA, chunked log-probs."""
 
 from .loading import apply_lora, disable_dropout, is_peft, load_policy, resolve_device, resolve_dtype
-from .logprobs import last_hidden_states, position_ids_from_mask, selective_log_softmax, token_logprobs
+from .logprobs import last_hidden_states, position_ids_from_mask, token_logprobs
 from .scalar_head import backbone_and_head, load_reward_model, reward_scores
 from .tiny import TINY_DEFAULTS, build_tiny_model, tiny_config
 from .tokenizer import CHAT_TEMPLATE, build_char_tokenizer
@@ -22,7 +22,6 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "reward_scores",
-    "selective_log_softmax",
     "tiny_config",
     "token_logprobs",
 ]

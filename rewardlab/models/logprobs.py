@@ -14,12 +14,6 @@ from torch.utils.checkpoint import checkpoint
 CHECKPOINT_VOCAB = 8192
 
 
-def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """log_softmax(logits)[..., index] computed in float32 without materialising the full log-softmax."""
-    logits = logits.float()
-    return logits.gather(-1, index.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-
-
 def filter_logits(scaled_logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """Temperature-scaled logits [..., V] with the tokens outside top-k / the top-p nucleus set to -inf.
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import torch
+
+from rewardlab.algos.advantages import overlong_penalty
 from rewardlab.rewards.base import RewardFn
 from rewardlab.rewards.math import completion_text
 
@@ -49,18 +52,9 @@ def length_penalty(max_len: int, cache_len: int) -> RewardFn:
             f"length_penalty needs max_len >= 1 and 1 <= cache_len <= max_len, got max_len={max_len}, "
             f"cache_len={cache_len}; cache_len is the width of the soft-penalty buffer before max_len."
         )
-    free_len = max_len - cache_len
 
     def length_penalty(completion_ids: list[list[int]], **kwargs: Any) -> list[float]:
-        penalties = []
-        for ids in completion_ids:
-            length = len(ids)
-            if length <= free_len:
-                penalties.append(0.0)
-            elif length <= max_len:
-                penalties.append((free_len - length) / cache_len)
-            else:
-                penalties.append(-1.0)
-        return penalties
+        lengths = torch.tensor([len(ids) for ids in completion_ids], dtype=torch.float64)
+        return overlong_penalty(lengths, max_len, cache_len).tolist()  # the formula the overlong_buffer setting uses
 
     return length_penalty

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from ..data.chat import render_prompt
-from .hf_engine import left_pad
+from ..data.collate import left_pad, pad_values
 from .types import Engine, Rollout, SamplingParams
 
 
@@ -191,11 +191,6 @@ def _observation(ep: Episode, turn: int) -> str:
     return ep.messages[system + 2 * turn]["content"]
 
 
-def _right_pad(rows: list[list], fill) -> torch.Tensor:
-    width = max(len(r) for r in rows)
-    return torch.tensor([r + [fill] * (width - len(r)) for r in rows])
-
-
 def episodes_to_rollout(
     episodes: list[Episode],
     group_ids: list[int],
@@ -290,17 +285,17 @@ def episodes_to_rollout(
             for seq in (prompts, completions, masks, attention, logprobs, rewards, groups, reasons, texts, sources, observations)
         )
     prompt_ids, prompt_mask = left_pad(prompts, pad_id)
-    completion_ids = _right_pad(completions, pad_id)
+    completion_ids = pad_values(completions, pad_id)
     rollout = Rollout(
         prompt_ids=prompt_ids,
         prompt_mask=prompt_mask,
         completion_ids=completion_ids,
-        completion_mask=_right_pad(masks, 0),
-        sampled_logprobs=_right_pad(logprobs, 0.0).float(),
+        completion_mask=pad_values(masks, 0),
+        sampled_logprobs=pad_values(logprobs, 0.0).float(),
         group_index=torch.tensor(groups, dtype=torch.long),
         finish_reason=reasons,
         prompts_text=observations,
         completions_text=texts,
-        completion_attention_mask=_right_pad(attention, 0),
+        completion_attention_mask=pad_values(attention, 0),
     )
     return rollout, torch.tensor(rewards, dtype=torch.float32), sources

@@ -11,20 +11,10 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from ..data.collate import left_pad
 from ..models.logprobs import filter_logits, position_ids_from_mask
 from .ops import concat_rollouts
 from .types import Rollout, SamplingParams
-
-
-def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        if seq:
-            ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-            mask[row, width - len(seq) :] = 1
-    return ids, mask
 
 
 def sample_tokens(logits: torch.Tensor, params: SamplingParams) -> tuple[torch.Tensor, torch.Tensor]:

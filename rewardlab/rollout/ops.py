@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from ..data.collate import stack_padded
 from .types import Rollout
 
 
@@ -30,11 +30,7 @@ def select_rows(rollout: Rollout, rows: torch.Tensor) -> Rollout:
 def concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
     """Stack rollouts: prompts re-left-padded, completions re-right-padded, group ids kept distinct."""
 
-    def cat(tensors: list[torch.Tensor], fill, left: bool) -> torch.Tensor:
-        width = max(t.shape[1] for t in tensors)
-        pad = (lambda t: (width - t.shape[1], 0)) if left else (lambda t: (0, width - t.shape[1]))
-        return torch.cat([F.pad(t, pad(t), value=fill) for t in tensors])
-
+    cat = stack_padded
     offsets, total = [], 0
     for part in parts:
         offsets.append(total)

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 
 from ..algos import nonzero_variance_groups, overlong_penalty
-from ..data import columns
+from ..rewards.calling import reward_kwargs
 from ..rollout import Rollout, concat_rollouts, select_rows
 from . import gather
-from .evaluate import completions_for, evaluate_accuracy
+from .evaluate import evaluate_accuracy
 from .inputs import encode_prompt
 
 
@@ -88,12 +88,8 @@ class TaskRollouts:
         rollout = self.engine.generate([ids for ids, _ in encoded], cfg.num_generations, self.sampling)
         expanded = [r for r in batch for _ in range(cfg.num_generations)]
         t_score = time.time()
-        reward_inputs = {
-            "prompts": [r["prompt"] for r in expanded],
-            "completions": completions_for(expanded, rollout.completions_text),
-            "completion_ids": [ids[m.bool()].tolist() for ids, m in zip(rollout.completion_ids, rollout.completion_mask)],
-            "columns": columns(expanded),
-        }
+        reward_inputs = reward_kwargs(expanded, rollout.completions_text,
+                                      [ids[m.bool()].tolist() for ids, m in zip(rollout.completion_ids, rollout.completion_mask)])
         rewards, per_fn = self.rewards_fn(**reward_inputs) if self.rewards_fn is not None else (torch.zeros(len(expanded)), {})
         if self.scorer is not None:
             proxy = self.scorer(*(t.to(self.device) for t in sequence_inputs(rollout))).cpu()

@@ -1,4 +1,4 @@
-"""PPO's critic and learned-reward scoring for the online driver.
+"""PPO's critic for the online driver (the reward model's scoring is rewards/reward_model.py).
 
 The critic is a separate model: a backbone with a linear head that reads a value V(s_t) at every position
 (docs/algorithms.md#value-loss). By default it starts from the reward model when one is configured (it already
@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 
 from ..config import GRPOConfig
-from ..models import backbone_and_head, last_hidden_states, load_reward_model, reward_scores
-from .setup import lr_lambda, optimizer_step
+from ..models import backbone_and_head, last_hidden_states, load_reward_model
+from .lifecycle import lr_lambda, optimizer_step
 
 
 class Critic:
@@ -51,17 +51,3 @@ class Critic:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-
-
-class RewardModelScorer:
-    """Scores rollouts with a saved reward model (`rewardlab train rm`): one float per prompt + completion,
-    read at the last real token, from the very token ids the policy produced (no re-tokenisation)."""
-
-    def __init__(self, path: str, cfg: GRPOConfig, device: torch.device):
-        with torch.random.fork_rng(devices=[]):
-            self.model, _ = load_reward_model(path, dtype=cfg.dtype, device=str(device), seed=cfg.seed)
-        self.model.requires_grad_(False).eval()
-
-    @torch.no_grad()
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return reward_scores(self.model, input_ids, attention_mask)

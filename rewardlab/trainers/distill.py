@@ -23,13 +23,13 @@ import torch
 
 from ..algos import generalized_jsd, opd_advantages, token_mean
 from ..config import ConfigError, DistillConfig
+from ..data.collate import left_pad, right_pad
 from ..models import last_hidden_states, load_policy, token_logprobs
 from ..monitor import format_table, progress
-from ..rollout import HFEngine, SamplingParams, left_pad
+from ..rollout import HFEngine, SamplingParams
 from .evaluate import evaluate_accuracy
 from .inputs import encode_completion, encode_prompt, eval_records, train_records, verifier
-from .setup import finish_run, fit_prompt_length, grad_step, managed_run, start_run
-from .sft import right_pad
+from .lifecycle import finish_run, fit_prompt_length, grad_step, managed_run, start_run
 
 JSD_CHUNK_POSITIONS = 1024
 

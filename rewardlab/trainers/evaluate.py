@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ..data import columns
+from ..rewards.calling import reward_kwargs
 from ..rollout import HFEngine, SamplingParams
 from .inputs import encode_prompt
-
-
-def completions_for(records: list[dict], texts: list[str]) -> list:
-    """Plain completions for plain prompts, assistant messages for chat prompts (TRL's convention)."""
-    return [t if isinstance(r["prompt"], str) else [{"role": "assistant", "content": t}] for r, t in zip(records, texts)]
 
 
 @torch.no_grad()
@@ -23,12 +18,9 @@ def evaluate_accuracy(
     prompts = [encode_prompt(r["prompt"], tokenizer)[0] for r in records]
     rollout = engine.generate(prompts, 1, SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0))
     texts = rollout.completions_text
-    scores = verify(
-        prompts=[r["prompt"] for r in records],
-        completions=completions_for(records, texts),
-        completion_ids=rollout.completion_ids.tolist(),
-        **columns(records),
-    )
+    kwargs = reward_kwargs(records, texts, rollout.completion_ids.tolist())
+    record_columns = kwargs.pop("columns")
+    scores = verify(**kwargs, **record_columns)  # a task's verifier takes the columns as keywords
     correct = [s is not None and s >= 1.0 for s in scores]
     rows = [
         {"prompt": r["prompt"], "completion": t, "answer": r.get("answer"), "correct": c}
@@ -52,10 +44,9 @@ def evaluate_diversity(
     rollout = engine.generate(prompts, n, SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature))
     expanded = [r for r in records for _ in range(n)]
     texts = rollout.completions_text
-    scores = verify(
-        prompts=[r["prompt"] for r in expanded], completions=completions_for(expanded, texts),
-        completion_ids=rollout.completion_ids.tolist(), **columns(expanded),
-    )
+    kwargs = reward_kwargs(expanded, texts, rollout.completion_ids.tolist())
+    record_columns = kwargs.pop("columns")
+    scores = verify(**kwargs, **record_columns)
     correct = [s is not None and s >= 1.0 for s in scores]
     samples = [([answer_of(t) for t in texts[i * n : (i + 1) * n]], correct[i * n : (i + 1) * n]) for i in range(len(records))]
     return diversity_metrics(samples, ks)

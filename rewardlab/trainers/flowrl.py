@@ -13,7 +13,7 @@ from torch import nn
 
 from ..config import GRPOConfig
 from ..models import is_peft, last_hidden_states
-from .setup import optimizer_step
+from .lifecycle import optimizer_step
 
 
 class LogZHead(nn.Module):

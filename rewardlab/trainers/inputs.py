@@ -9,6 +9,7 @@ from typing import Any
 from ..config import CommonConfig, ConfigError
 from ..data import DataError, load_records, render_completion, render_prompt, validate_prompt_records
 from ..rewards import REWARDS, RewardError, RewardFunctions
+from ..rewards.calling import reward_kwargs
 from ..tasks import make_task
 from ..tasks.splits import EVAL_SPLITS
 
@@ -122,14 +123,6 @@ def verifier(cfg: CommonConfig):
 def preflight_rewards(rewards: RewardFunctions, records: list[dict], n: int = 2) -> None:
     """Call the reward functions once on a few records (their reference answer, or "", as the completion)
     so a missing column, a wrong signature or a wrong return count fails before anything is written."""
-    from ..data import columns
-    from .evaluate import completions_for
-
     sample = records[:n]
     texts = [str(r.get("answer", r.get("completion", ""))) if not isinstance(r.get("completion"), list) else "" for r in sample]
-    rewards(
-        prompts=[r["prompt"] for r in sample],
-        completions=completions_for(sample, texts),
-        completion_ids=[[] for _ in sample],
-        columns=columns(sample),
-    )
+    rewards(**reward_kwargs(sample, texts, [[] for _ in sample]))

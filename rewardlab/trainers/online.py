@@ -27,8 +27,8 @@ from . import gather
 from .batches import PromptStream, ScoredBatch, TaskRollouts, dynamic_sample
 from .env_rollouts import EnvRollouts, env_seed_records
 from .inputs import eval_records, preflight_rewards, reward_functions, task_of, train_records, verifier
+from .lifecycle import finish_run, fit_prompt_length, grad_step, managed_run, start_run
 from .policy_update import LoopParts, UpdateResult, loss_plan, update_policy
-from .setup import finish_run, fit_prompt_length, grad_step, managed_run, start_run
 
 logger = logging.getLogger(__name__)
 

@@ -34,9 +34,10 @@ from ..algos import (
 from ..config import GRPOConfig
 from ..models import token_logprobs
 from ..monitor import HackingMonitor
+from ..rewards.reward_model import RewardModelScorer
 from . import gather
 from .batches import ScoredBatch, sequence_inputs
-from .critic import Critic, RewardModelScorer
+from .critic import Critic
 from .flowrl import LogZ
 from .objectives import OBJECTIVES, Objective
 from .reference import Reference

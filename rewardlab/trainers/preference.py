@@ -16,13 +16,14 @@ import torch
 
 from ..algos import kto_loss, kto_reference_point, preference_loss
 from ..config import DPOConfig
+from ..data.collate import collate
 from ..models import token_logprobs
 from ..monitor import format_table, progress
 from .gold import gold_report, gold_samples
 from .inputs import eval_split, task_of
-from .preference_inputs import EncodedRows, collate, encode_records, pair_batch, preference_records
+from .lifecycle import finish_run, grad_step, managed_run, start_run
+from .preference_inputs import EncodedRows, encode_records, pair_batch, preference_records
 from .reference import Reference
-from .setup import finish_run, grad_step, managed_run, start_run
 
 
 def sequence_logps(model, input_ids: torch.Tensor, attention: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:

@@ -22,9 +22,8 @@ from ..data import (
     validate_preference_records,
     validate_unpaired_records,
 )
-from ..rollout import left_pad
+from ..data.collate import collate
 from .inputs import task_of
-from .sft import right_pad
 
 log = logging.getLogger(__name__)
 
@@ -170,14 +169,6 @@ def encode_records(records: list[dict], tokenizer, max_length: int, max_prompt_l
         log.warning("%d of %d rows of %s were cut to fit max_length=%d / max_prompt_length=%d",
                     truncated, len(records), source, max_length, max_prompt_length)
     return EncodedRows(prompts, list(sides), labels if not paired else None, margins or None, truncated)
-
-
-def collate(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(input_ids [N, P + C], attention_mask [N, P + C], completion_mask [N, C]): left-padded prompts
-    followed by right-padded completions."""
-    prompt_ids, prompt_mask = left_pad(prompts, pad_id)
-    completion_ids, completion_mask = right_pad(completions, pad_id)
-    return torch.cat([prompt_ids, completion_ids], 1), torch.cat([prompt_mask, completion_mask], 1), completion_mask
 
 
 def pair_batch(encoded: EncodedRows, rows: list[int], pad_id: int, device: torch.device):

@@ -16,8 +16,8 @@ from ..config import RewardModelConfig
 from ..models import reward_scores
 from ..monitor import format_table, progress
 from .inputs import eval_split, task_of
+from .lifecycle import finish_run, grad_step, managed_run, start_run
 from .preference_inputs import EncodedRows, encode_records, pair_batch, preference_records, split_conversation
-from .setup import finish_run, grad_step, managed_run, start_run
 
 
 @torch.no_grad()

@@ -20,8 +20,9 @@ import torch
 
 from ..algos import entropy_weights, sampled_token_distill_loss, srpo_route
 from ..config import GRPOConfig
+from ..data.collate import left_pad
 from ..models import token_logprobs
-from ..rollout import Rollout, left_pad
+from ..rollout import Rollout
 from .inputs import encode_prompt
 
 

@@ -8,23 +8,13 @@ import torch
 
 from ..config import SFTConfig
 from ..data import DataError
+from ..data.collate import left_pad, right_pad
 from ..models import token_logprobs
 from ..models.loading import load_tokenizer
 from ..monitor import progress
-from ..rollout import left_pad
 from .evaluate import evaluate_accuracy
 from .inputs import encode_completion, encode_prompt, eval_records, train_records, verifier
-from .setup import finish_run, grad_step, managed_run, start_run
-
-
-def right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
-    return ids, mask
+from .lifecycle import finish_run, grad_step, managed_run, start_run
 
 
 def encode_rows(records: list[dict], tok, max_length: int, source: str) -> list[tuple[list[int], list[int]]]:
