@@ -9,7 +9,6 @@ from rewardlab.envs import TextEnv
 from rewardlab.models import token_logprobs
 from rewardlab.rollout import HFEngine, SamplingParams
 from rewardlab.rollout.episodes import PolicyAgent, episodes_to_rollout, run_episodes
-from rewardlab.trainers.batches import sequence_inputs
 
 
 class CountingEnv(TextEnv):
@@ -62,7 +61,7 @@ def test_only_policy_tokens_are_in_the_loss_mask_over_a_multi_turn_episode(tiny_
         assert tokenizer.decode(environment) == expected
     # log-probs recomputed through the loss path (environment tokens attended, positions counted over
     # real tokens) equal the sampling log-probs on every policy token
-    input_ids, attention = sequence_inputs(rollout)
+    input_ids, attention = rollout.sequence_inputs()
     with torch.no_grad():
         logp, _ = token_logprobs(tiny_model.eval(), input_ids, attention, rollout.completion_ids.shape[1])
     policy = rollout.completion_mask.bool()

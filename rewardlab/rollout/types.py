@@ -70,6 +70,12 @@ class Rollout:
     def completion_lengths(self) -> torch.Tensor:
         return self.completion_mask.sum(dim=1)
 
+    def sequence_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask) of prompt + completion. Multi-turn episodes attend to the environment's
+        tokens inside the completion (completion_mask still keeps them out of the loss)."""
+        attended = self.completion_mask if self.completion_attention_mask is None else self.completion_attention_mask
+        return torch.cat([self.prompt_ids, self.completion_ids], 1), torch.cat([self.prompt_mask, attended], 1)
+
 
 class Engine(Protocol):
     """What the online loop needs from a generator (ENGINES in rollout/engines.py names the implementations).

@@ -1,7 +1,7 @@
 """What the online loop's first two stages hand on: a ScoredBatch (rollout plus rewards), and where it comes from.
 
     PromptStream(records, seed).next(k)     the next k training records, in a seeded order that resumes
-    TaskRollouts(...).rollout_and_score(r)  task prompts -> generate -> reward functions (+ reward model)
+    TaskRollouts(...).rollout_and_score(r)  task prompts -> generate -> rewards.scoring.score
     EnvRollouts(...).rollout_and_score(r)   episode seeds -> play the text environment (env_rollouts.py)
     dynamic_sample(cfg, batch, ...)         DAPO: keep groups whose rewards differ, refill from the stream
 
@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from ..algos import nonzero_variance_groups, overlong_penalty
-from ..rewards.calling import reward_kwargs
+from ..algos import nonzero_variance_groups
+from ..rewards.scoring import score
 from ..rollout import Rollout, concat_rollouts, select_rows
 from . import gather
 from .evaluate import evaluate_accuracy
@@ -88,32 +88,12 @@ class TaskRollouts:
         rollout = self.engine.generate([ids for ids, _ in encoded], cfg.num_generations, self.sampling)
         expanded = [r for r in batch for _ in range(cfg.num_generations)]
         t_score = time.time()
-        reward_inputs = reward_kwargs(expanded, rollout.completions_text,
-                                      [ids[m.bool()].tolist() for ids, m in zip(rollout.completion_ids, rollout.completion_mask)])
-        rewards, per_fn = self.rewards_fn(**reward_inputs) if self.rewards_fn is not None else (torch.zeros(len(expanded)), {})
-        if self.scorer is not None:
-            proxy = self.scorer(*(t.to(self.device) for t in sequence_inputs(rollout))).cpu()
-            rewards, per_fn = rewards + proxy, {**per_fn, "reward_model": proxy}
-        gold = [self.gold_fn(**reward_inputs)[0]] if self.gold_fn is not None else []
-        if cfg.overlong_buffer:
-            rewards = rewards + overlong_penalty(rollout.completion_lengths.cpu().float(), cfg.max_completion_length, cfg.overlong_buffer)
-        if cfg.missing_eos_penalty:
-            rewards = rewards - cfg.missing_eos_penalty * torch.tensor([r == "length" for r in rollout.finish_reason], dtype=rewards.dtype)
-        return ScoredBatch(rollout, rewards.to(self.device), per_fn, expanded, sum(t for _, t in encoded),
-                           time.time() - t_score, gold)
+        scores = score(cfg, rollout, expanded, self.rewards_fn, self.scorer, self.gold_fn, self.device)
+        return ScoredBatch(rollout, scores.total, scores.per_function, expanded, sum(t for _, t in encoded),
+                           time.time() - t_score, scores.gold)
 
     def evaluate(self) -> tuple[float, list[dict[str, Any]]]:
         return evaluate_accuracy(self.model, self.tokenizer, self.held_out, self.verify, self.cfg.max_completion_length)
-
-
-def sequence_inputs(rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask) of prompt + completion. Multi-turn episodes attend to the environment's
-    tokens inside the completion (completion_mask still keeps them out of the loss)."""
-    attended = rollout.completion_mask if rollout.completion_attention_mask is None else rollout.completion_attention_mask
-    return (
-        torch.cat([rollout.prompt_ids, rollout.completion_ids], 1),
-        torch.cat([rollout.prompt_mask, attended], 1),
-    )
 
 
 def dynamic_sample(cfg, batch: ScoredBatch, source, prompts: PromptStream, pad_id: int) -> ScoredBatch:

@@ -36,7 +36,7 @@ from ..models import token_logprobs
 from ..monitor import HackingMonitor
 from ..rewards.reward_model import RewardModelScorer
 from . import gather
-from .batches import ScoredBatch, sequence_inputs
+from .batches import ScoredBatch
 from .critic import Critic
 from .flowrl import LogZ
 from .objectives import OBJECTIVES, Objective
@@ -134,7 +134,7 @@ def batch_tensors(cfg: GRPOConfig, model, parts: LoopParts, batch: ScoredBatch, 
     truncated = torch.tensor([r == "length" for r in rollout.finish_reason], device=device)
     if cfg.mask_truncated_completions:
         completion_mask[truncated] = 0
-    input_ids, attention = sequence_inputs(rollout)
+    input_ids, attention = rollout.sequence_inputs()
     C = rollout.completion_ids.shape[1]
     # Old-policy log-probs only when several updates reuse the batch; on-policy, old = current (detached).
     with torch.no_grad():
