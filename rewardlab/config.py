@@ -17,19 +17,25 @@ import dataclasses
 import difflib
 import logging
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+# The loading machinery (YAML files, key=value overrides, key checks, type conversion, field docstrings) is
+# shared with rewardlab/classic/config.py; this module adds the method dataclasses, sections and presets.
+from .config_loading import (  # noqa: F401  (re-exported: rewardlab.config.ConfigError etc. stay importable)
+    ConfigError,
+    check_keys,
+    config_fields,
+    convert_settings,
+    field_docs,
+    parse_overrides,
+    read_yaml_mapping,
+)
+
 log = logging.getLogger(__name__)
-
-
-class ConfigError(ValueError):
-    """A bad config key or value. The message says which key, where it came from, and what to do."""
 
 
 @dataclass
@@ -607,7 +613,7 @@ def _flatten_sections(cls: type, items: dict[Any, Any], source: str) -> dict[Any
         for full, sub_value in pairs:
             section, dot, name = full.partition(".") if isinstance(full, str) else ("", "", full)
             if dot:
-                _check_keys(cls, [name], source)
+                check_keys(cls, [name], source)
                 if SECTION_OF.get(name) != section:
                     raise ConfigError(f"{source}: {name} belongs to section {SECTION_OF.get(name)!r}, not {section!r}; "
                                       f"write {SECTION_OF.get(name)}.{name} (or just {name})")
@@ -674,61 +680,6 @@ def _check_name(cfg: Any, name: str, registry: Any, also: tuple[str, ...] = ()) 
                       + (f" Did you mean {close[0]!r}?" if close else ""))
 
 
-def config_fields(cls: type) -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(cls)}
-
-
-def _coerce(cls: type, key: str, value: Any, source: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    expected = hints[key]
-    origin = typing.get_origin(expected) or expected
-    if isinstance(origin, types.UnionType):
-        return value
-    if origin is float and isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except OverflowError:  # an integer beyond float's range
-            raise ConfigError(f"{source}: {key}={str(value)[:20]}... ({len(str(value))} digits) is beyond a float's range") from None
-    if origin is float and isinstance(value, str):
-        try:  # YAML 1.1 reads "3e-3" (no dot in the mantissa) as a string
-            return float(value)
-        except ValueError:
-            pass
-    if origin is list and isinstance(value, (str, int, float)):
-        return [value]
-    if not isinstance(value, origin) or (origin is int and isinstance(value, bool)):
-        raise ConfigError(
-            f"{source}: {key} must be {origin.__name__}, got {type(value).__name__} {value!r}"
-        )
-    return value
-
-
-def _check_keys(cls: type, keys: list[str], source: str) -> None:
-    valid = config_fields(cls)
-    for key in keys:
-        if not isinstance(key, str):
-            raise ConfigError(f"{source}: config keys are names, got the {type(key).__name__} {key!r}")
-        if key not in valid:
-            close = difflib.get_close_matches(key, list(valid), n=3)
-            hint = f" Did you mean: {', '.join(close)}?" if close else f" Valid keys: {', '.join(sorted(valid))}."
-            raise ConfigError(f"{source}: unknown config key {key!r} for {cls.__name__}.{hint}")
-
-
-def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """["beta=0.04", "reward_funcs=[math]"] -> {"beta": 0.04, "reward_funcs": ["math"]} (values read as YAML)."""
-    parsed = {}
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not key=value (e.g. learning_rate=1e-4)")
-        key, raw = item.split("=", 1)
-        try:
-            parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
-        except (yaml.YAMLError, ValueError) as err:  # ValueError: an integer of more than 4300 digits
-            raise ConfigError(f"override {item[:80]!r}: the value is not valid YAML ({' '.join(str(err).split())[:200]}); "
-                              "quote it, e.g. key='value'") from None
-    return parsed
-
-
 def load_config(
     method: str, path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None
 ) -> CommonConfig:
@@ -743,15 +694,7 @@ def load_config(
     saved_run = ""  # a run's saved config lists every setting: no warning for the ones its run did not use
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            with open(path) as fh:
-                loaded = yaml.safe_load(fh) or {}
-        except (yaml.YAMLError, UnicodeDecodeError, ValueError) as err:  # ValueError: an integer over 4300 digits
-            raise ConfigError(f"{path} is not valid YAML: {' '.join(str(err).split())[:300]}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of key: value at the top level")
+        loaded = read_yaml_mapping(path)
         saved_method = loaded.pop("method", None)  # a run's config.yaml names the method it ran
         if saved_method is not None and METHOD_PRESETS.get(saved_method, (None,))[0] is not cls:
             raise ConfigError(f"{path} is the config of a {saved_method!r} run; load it with that method, not {method!r}")
@@ -762,9 +705,7 @@ def load_config(
     given: set[str] = set()
     for source, items in sources:
         items = _flatten_sections(cls, items, source)
-        _check_keys(cls, list(items), source)
-        for key, value in items.items():
-            values[key] = _coerce(cls, key, value, source)
+        values.update(convert_settings(cls, items, source))
         if source != saved_run:
             given.update(items)
     cfg = cls(**values)
@@ -803,24 +744,6 @@ def read_saved_config(path: str | Path) -> dict[str, Any]:
         else:
             flat[key] = value
     return flat
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """Field docstrings (the string literal under each field), read from the source."""
-    import ast
-    import inspect
-
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        tree = ast.parse(inspect.getsource(klass))
-        body = tree.body[0].body
-        for node, nxt in zip(body, body[1:]):
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-                if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
-                    docs[node.target.id] = " ".join(str(nxt.value.value).split())
-    return docs
 
 
 def reference_markdown() -> str:

@@ -18,7 +18,14 @@ from pathlib import Path
 
 import torch
 
-from rewardlab.classic.config import build_config, field_docs, field_types, load_config_dict
+from rewardlab.classic.config import (
+    ConfigError,
+    build_config,
+    field_docs,
+    field_types,
+    load_config_dict,
+    read_yaml_mapping,
+)
 from rewardlab.classic.evaluate import evaluate
 from rewardlab.classic.policies import load_policy
 from rewardlab.classic.runs import policy_path
@@ -46,7 +53,7 @@ def load_algorithm(name: str):
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     usage = (
-        "usage: classic <algo> --env ENV_ID [--name NAME] [--seed S] [--resume | --overwrite] [key=value ...]\n"
+        "usage: classic <algo> --env ENV_ID [--name NAME] [--seed S] [--resume | --overwrite] [--config YAML] [key=value ...]\n"
         "       classic eval RUN_DIR [--episodes N] [--seed S] [--stochastic] [--json]\n"
         f"algorithms: {', '.join(ALGORITHMS.names())}; `classic <algo> --help` lists its options"
     )
@@ -71,7 +78,7 @@ def _train(algo: str, argv: list[str]) -> int:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in the run directory")
-    parser.add_argument("--config", type=Path, help="start from this config.yaml (e.g. an earlier run's)")
+    parser.add_argument("--config", type=Path, help="start from this YAML file of options (e.g. an earlier run's config.yaml)")
     parser.add_argument("-h", "--help", action="store_true")
     args, overrides = parser.parse_known_args(argv)
     if args.help:
@@ -79,13 +86,16 @@ def _train(algo: str, argv: list[str]) -> int:
         return 0
     stray = [item for item in overrides if "=" not in item or item.startswith("-")]
     if stray:
-        raise ValueError(f"unexpected argument(s) {' '.join(stray)}; options are key=value (see `classic {algo} --help`)")
-    base = load_config_dict(args.config) if args.config else None
-    if base and base["algo"] != algo:
-        raise ValueError(f"{args.config} is a {base['algo']} config, not {algo}")
+        raise ConfigError(f"unexpected argument(s) {' '.join(stray)}; options are key=value (see `classic {algo} --help`)")
+    # --config: a YAML mapping of options, written by hand or an earlier run's config.yaml (whose `algo` must match)
+    base = read_yaml_mapping(args.config) if args.config else {}
+    saved_algo = base.pop("algo", None)
+    if saved_algo is not None and saved_algo != algo:
+        raise ConfigError(f"{args.config} is the config of a {saved_algo!r} run; load it with `classic {saved_algo}`, not {algo!r}")
     flags = {key: value for key, value in (("env_id", args.env_id), ("name", args.name), ("seed", args.seed)) if value is not None}
     flags.update({key: True for key in ("resume", "overwrite") if getattr(args, key)})
-    config = build_config(config_class, overrides, base={**(base or {}), **flags})
+    config = build_config(config_class, overrides, base={**base, **flags},
+                          base_source=str(args.config) if args.config else "command line")
     module.train(config)
     return 0
 

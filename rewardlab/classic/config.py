@@ -7,25 +7,31 @@ hyperparameters, each with a docstring. Nothing is nested: `config.learning_rate
 
     cfg = build_config(PPOConfig, ["env_id=Acrobot-v1", "total_steps=200_000"])
     cfg = build_config(PPOConfig, ["learnin_rate=1e-3"])
-    # ValueError: unknown option 'learnin_rate' for ppo; did you mean 'learning_rate'? ...
+    # ConfigError: command line: unknown config key 'learnin_rate' for PPOConfig. Did you mean: learning_rate?
+
+Reading YAML, parsing overrides, checking keys and converting values is rewardlab/config_loading.py, the
+same code (and the same messages) as the language-model trainers' configs; this module holds what is
+classic's own: the shared run fields, run naming, and config.yaml with its `algo` key.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import difflib
-import inspect
-import json
 import math
-import textwrap
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import yaml
+
+from rewardlab.config_loading import (  # noqa: F401  (field_docs, field_types: re-exported for the CLI's --help)
+    ConfigError,
+    convert_settings,
+    field_docs,
+    field_types,
+    parse_overrides,
+    read_yaml_mapping,
+)
 
 C = TypeVar("C", bound="RunConfig")
 
@@ -79,7 +85,7 @@ class RunConfig:
         require(self, "overwrite", not (self.overwrite and self.resume),
                 "cannot go with resume=true (resume continues the run in the directory, overwrite deletes it); pass one")
         if "/" in self.name or self.name in (".", ".."):
-            raise ValueError(f"{self.algo}.name must be a plain folder name, got {self.name!r}")
+            raise ConfigError(f"{self.algo}.name must be a plain folder name, got {self.name!r}")
         for f in dataclasses.fields(self):  # every algorithm's own numbers too: NaN and infinity are refused
             value = getattr(self, f.name)
             require(self, f.name, not (isinstance(value, float) and not math.isfinite(value)), "must be a finite number")
@@ -104,95 +110,20 @@ class RunConfig:
 
 def require(config: RunConfig, name: str, ok: bool, what: str) -> None:
     if not ok:
-        raise ValueError(f"{config.algo}.{name} {what}, got {getattr(config, name)!r}")
+        raise ConfigError(f"{config.algo}.{name} {what}, got {getattr(config, name)!r}")
 
 
-def field_types(cls: type[RunConfig]) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def field_docs(cls: type[RunConfig]) -> dict[str, str]:
-    """The docstring under each field (for `--help`), read from the class source of cls and its bases."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not (isinstance(klass, type) and issubclass(klass, RunConfig)):
-            continue
-        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
-        for node, after in zip(body, body[1:]):
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr):
-                if isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
-                    docs[node.target.id] = " ".join(after.value.value.split())
-    return docs
-
-
-def build_config(cls: type[C], overrides: list[str] | dict[str, Any] = (), base: dict[str, Any] | None = None) -> C:
-    """Defaults <- `base` (e.g. a loaded config.yaml) <- `overrides` ("key=value" strings or a dict)."""
-    types_by_name = field_types(cls)
-    values: dict[str, Any] = {}
-    pairs: list[tuple[str, Any]] = [(k, v) for k, v in (base or {}).items() if k != "algo"]
-    if isinstance(overrides, dict):
-        pairs += list(overrides.items())
-    else:
-        for item in overrides:
-            key, sep, text = item.partition("=")
-            if not sep or not key:
-                raise ValueError(f"expected key=value, got {item!r} (e.g. learning_rate=3e-4)")
-            pairs.append((key.strip(), text))
-    for key, raw in pairs:
-        if key not in types_by_name:
-            close = difflib.get_close_matches(key, list(types_by_name), n=3)
-            hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-            raise ValueError(f"unknown option {key!r} for {cls.algo}; {hint}valid options: {', '.join(types_by_name)}")
-        values[key] = convert(raw, types_by_name[key], f"{cls.algo}.{key}")
+def build_config(cls: type[C], overrides: list[str] | dict[str, Any] = (), base: dict[str, Any] | None = None,
+                 base_source: str = "base config") -> C:
+    """Defaults <- `base` (e.g. a loaded config.yaml; errors name it as `base_source`) <- `overrides` ("key=value"
+    strings from the command line, values read as YAML except for text options, which are taken as written;
+    or a dict). A wrong key or value is a ConfigError."""
+    values = convert_settings(cls, {k: v for k, v in (base or {}).items() if k != "algo"}, base_source)
+    if not isinstance(overrides, dict):
+        text_options = [name for name, annotation in field_types(cls).items() if annotation is str]
+        overrides = parse_overrides(overrides, text_keys=text_options)
+    values.update(convert_settings(cls, overrides, "command line"))
     return cls(**values)
-
-
-def convert(raw: Any, annotation: Any, where: str) -> Any:
-    """Turn a CLI string (or a YAML value) into the field's declared type, or say what was expected."""
-    origin = typing.get_origin(annotation)
-    try:
-        if annotation is bool:
-            if isinstance(raw, bool):
-                return raw
-            lowered = str(raw).strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if annotation is int:
-            if isinstance(raw, bool):
-                raise ValueError
-            number = float(str(raw).replace("_", "")) if isinstance(raw, str) else raw
-            if float(number) != int(number):
-                raise ValueError
-            return int(number)
-        if annotation is float:
-            return float(str(raw).replace("_", "")) if isinstance(raw, str) else float(raw)
-        if annotation is str:
-            return str(raw)
-        if origin is tuple:
-            (item_type, _ellipsis) = typing.get_args(annotation)
-            items = [s for s in raw.split(",") if s.strip()] if isinstance(raw, str) else list(raw)
-            return tuple(convert(item, item_type, where) for item in items)
-        if origin is dict:
-            value = json.loads(raw) if isinstance(raw, str) else raw
-            if not isinstance(value, dict):
-                raise ValueError
-            return value
-        if origin in (typing.Union, types.UnionType):  # `str | None` and friends
-            if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null")):
-                return None
-            inner = [a for a in typing.get_args(annotation) if a is not type(None)]
-            return convert(raw, inner[0], where)
-    except (ValueError, TypeError, json.JSONDecodeError):
-        pass
-    else:
-        raise TypeError(f"{where}: unsupported field type {annotation!r}")
-    expected = {bool: "true/false", int: "an integer, e.g. 100_000 or 1e5", float: "a number, e.g. 3e-4"}
-    what = expected.get(annotation, "a JSON object" if origin is dict else "comma-separated values" if origin is tuple else str(annotation))
-    raise ValueError(f"{where} expects {what}, got {raw!r}")
 
 
 def save_config(config: RunConfig, path: Path) -> None:
@@ -200,7 +131,8 @@ def save_config(config: RunConfig, path: Path) -> None:
 
 
 def load_config_dict(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(Path(path).read_text())
-    if not isinstance(data, dict) or "algo" not in data:
-        raise ValueError(f"{path}: not a rewardlab classic config (expected a mapping with an 'algo' key)")
+    """A run's config.yaml (as save_config wrote it: with its `algo`)."""
+    data = read_yaml_mapping(path)
+    if "algo" not in data:
+        raise ConfigError(f"{path}: not a rewardlab classic config (expected a mapping with an 'algo' key)")
     return data

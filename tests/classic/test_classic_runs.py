@@ -10,7 +10,7 @@ import pytest
 
 from rewardlab.classic import a2c, dqn, ppo, q_learning, reinforce
 from rewardlab.classic.cli import main
-from rewardlab.classic.config import build_config, load_config_dict, save_config
+from rewardlab.classic.config import ConfigError, build_config, load_config_dict, save_config
 from rewardlab.classic.envs import make_env
 from rewardlab.classic.policies import load_policy
 from rewardlab.classic.runs import read_trainer_state
@@ -134,18 +134,29 @@ def test_overrides_are_typed():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("learnin_rate=1e-3", "unknown option 'learnin_rate' for ppo; did you mean 'learning_rate'"),
-    ("num_envs=four", "ppo.num_envs expects an integer"),
-    ("total_steps=1.5", "ppo.total_steps expects an integer"),
-    ("anneal_lr=maybe", "ppo.anneal_lr expects true/false"),
+    ("learnin_rate=1e-3", "command line: unknown config key 'learnin_rate' for PPOConfig. Did you mean: learning_rate?"),
+    ("num_envs=four", "command line: num_envs must be int (a whole number, e.g. 100_000 or 1e5), got str 'four'"),
+    ("total_steps=1.5", "command line: total_steps must be int (a whole number, e.g. 100_000 or 1e5), got float 1.5"),
+    ("anneal_lr=maybe", "command line: anneal_lr must be bool (true or false), got str 'maybe'"),
+    ("hidden_sizes=64,x", "command line: hidden_sizes must be tuple of int (comma-separated, e.g. 64,64), got str '64,x'"),
+    ("env_kwargs=[1]", "command line: env_kwargs must be dict (a mapping, e.g. {key: 1}), got list [1]"),
+    ("target_kl=tiny", "command line: target_kl must be float (a number, e.g. 3e-4) or null, got str 'tiny'"),
     ("clip_coef=0", "ppo.clip_coef must be > 0"),
     ("num_minibatches=3", "ppo.num_minibatches must divide num_envs * num_steps = 512"),
-    ("learning_rate", "expected key=value"),
+    ("learning_rate", "override 'learning_rate' is not key=value (e.g. learning_rate=1e-4)"),
+    ("hidden_sizes=[64,", "override 'hidden_sizes=[64,': the value is not valid YAML"),
 ])
 def test_bad_overrides_say_what_to_change(override, message):
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ConfigError) as error:  # a ValueError, as before
         build_config(ppo.PPOConfig, [override])
     assert message in str(error.value)
+
+
+def test_text_options_are_taken_as_written_and_the_rest_read_as_yaml():
+    config = build_config(ppo.PPOConfig, ["name=007", "env_id=CartPole-v1", "progress=0", "total_steps=100_000",
+                                          "hidden_sizes=[32, 16]", "env_kwargs={a: 1}", "target_kl=null"])
+    assert config.name == "007" and config.progress is False and config.total_steps == 100_000
+    assert config.hidden_sizes == (32, 16) and config.env_kwargs == {"a": 1} and config.target_kl is None
 
 
 def test_config_yaml_roundtrip(tmp_path):
@@ -181,9 +192,34 @@ def test_cli_train_then_eval(tmp_path, capsys):
     assert json.loads((runs / "fl" / "summary.json").read_text())["steps"] == 300
 
 
+def test_cli_config_file_written_by_hand(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    options = tmp_path / "fl.yaml"
+    options.write_text(f"env_id: FrozenLake-v1\nrunds_dir: {runs}\n")
+    assert main(["q_learning", "--config", str(options)]) == 2
+    assert f"{options}: unknown config key 'runds_dir' for QLearningConfig. Did you mean: runs_dir?" in capsys.readouterr().err
+    options.write_text(f"env_id: FrozenLake-v1\nruns_dir: {runs}\ntotal_steps: 1.5\n")
+    assert main(["q_learning", "--config", str(options)]) == 2
+    assert f"{options}: total_steps must be int" in capsys.readouterr().err
+    options.write_text("env_id: [FrozenLake-v1\n")
+    assert main(["q_learning", "--config", str(options)]) == 2
+    assert f"{options} is not valid YAML" in capsys.readouterr().err
+    assert main(["q_learning", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+    # no `algo` key needed; flags and key=value override the file
+    options.write_text(f"env_id: FrozenLake-v1\nruns_dir: {runs}\ntotal_steps: 400\nprogress: false\n"
+                       "tensorboard: false\neval_episodes: 0\n")
+    assert main(["q_learning", "--config", str(options), "--name", "fl", "total_steps=300"]) == 0
+    saved = load_config_dict(runs / "fl" / "config.yaml")
+    assert saved["algo"] == "q_learning" and saved["total_steps"] == 300 and saved["env_id"] == "FrozenLake-v1"
+    assert main(["dqn", "--config", str(runs / "fl" / "config.yaml")]) == 2  # a run's config.yaml names its algorithm
+    assert "is the config of a 'q_learning' run; load it with `classic q_learning`, not 'dqn'" in capsys.readouterr().err
+
+
 def test_cli_errors_and_help(capsys):
     assert main(["ppo", "--env", "CartPole-v1", "learnin_rate=1"]) == 2
-    assert "did you mean 'learning_rate'" in capsys.readouterr().err
+    assert "unknown config key 'learnin_rate' for PPOConfig. Did you mean: learning_rate?" in capsys.readouterr().err
     assert main(["dqnn"]) == 2
     assert "valid: a2c, dqn, ppo, q_learning, reinforce" in capsys.readouterr().err
     assert main(["q_learning", "--env", "CartPole-v1", "progress=false"]) == 2
