@@ -154,6 +154,11 @@ SEAMS: list[Mutation] = [
              '    group = gather.SingleProcess()  # the estimator',
              'a multi-process run would compute group statistics from its own shard only',
              [f'{SEAM_TESTS}::test_every_gather_point_of_the_loop_goes_through_the_gather_module']),
+    Mutation('seam: a user environment must report a score', 'rewardlab/trainers/env_rollouts.py',
+             'result.metrics.get("score", result.metrics["return"])',
+             'result.metrics["score"]',
+             'an environment written as docs/architecture.md shows would crash in its first evaluation',
+             ['tests/test_architecture_examples.py::test_the_documented_estimator_objective_environment_and_engine_train']),
 ]
 
 CONFIG_TESTS = "tests/test_config_sections.py"

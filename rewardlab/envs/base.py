@@ -127,5 +127,6 @@ class TextEnv(gym.Env):
 
     @staticmethod
     def summarize(step_infos: list[dict[str, Any]]) -> dict[str, float]:
-        """Metrics of one episode from its step infos. The base counts invalid turns only."""
+        """Metrics of one episode from its step infos. The base counts invalid turns only. A "score" (higher is
+        better) sets what training's evaluation reports; without one it reports the mean episode return."""
         return {"invalid_rate": sum(i.get("invalid") is not None for i in step_infos) / max(1, len(step_infos))}

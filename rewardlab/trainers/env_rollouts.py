@@ -77,7 +77,8 @@ class EnvRollouts:
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, list[dict]]:
-        """Greedy episodes on the held-out seeds: (score, per-episode rows); every metric in last_eval."""
+        """Greedy episodes on the held-out seeds: (score, per-episode rows); every metric in last_eval. The score is
+        the environment's own "score" metric (TextEnv.summarize), or the mean episode return when it has none."""
         was_training = self.model.training
         self.model.eval()
         greedy = PolicyAgent(self.agent.engine, self.tokenizer, SamplingParams(self.cfg.max_completion_length, 0.0),
@@ -85,7 +86,7 @@ class EnvRollouts:
         result = evaluate_agent(self.cfg.env, self.options, greedy, self.cfg.eval_n, self.cfg.eval_seed, split=eval_split(self.cfg))
         self.model.train(was_training)
         self.last_eval = dict(result.metrics)
-        return result.metrics["score"], result.rows
+        return result.metrics.get("score", result.metrics["return"]), result.rows
 
 
 # --- the cold start: the demonstrator's turns as SFT records --------------------------------------------
