@@ -83,3 +83,24 @@ def test_settings_of_a_section_the_run_does_not_read_are_named_in_a_warning(tmp_
         save_config(cfg, tmp_path / "config.yaml")
         load_config("flowrl", tmp_path / "config.yaml")  # a saved run lists every setting: no warning
     assert not caplog.records
+
+
+def test_an_objective_checks_its_own_settings_at_load(monkeypatch):
+    """The flowrl and self-distillation entries of OBJECTIVES validate their sections; an objective added to the
+    registry gets its check run at load, before anything is written."""
+    from rewardlab.trainers.objectives import OBJECTIVES, Objective
+
+    with pytest.raises(ConfigError, match="flowrl_beta must be > 0"):
+        load_config("flowrl", overrides={"flowrl_beta": -1.0})
+    with pytest.raises(ConfigError, match="sdpo_mix and rlsd_lambda must be in"):
+        load_config("sdpo", overrides={"sdpo_mix": 2.0})
+    assert load_config("grpo", overrides={"flowrl_beta": -1.0}).flowrl_beta == -1.0  # not read (and warned about)
+
+    def needs_beta(cfg):
+        if cfg.beta <= 0:
+            raise ConfigError("test_checked needs beta > 0")
+
+    monkeypatch.setitem(OBJECTIVES._items, "test_checked", Objective(check=needs_beta, outcome_only=False))
+    with pytest.raises(ConfigError, match="test_checked needs beta > 0"):
+        load_config("grpo", overrides={"objective": "test_checked"})
+    assert load_config("grpo", overrides={"objective": "test_checked", "beta": 0.1}).objective == "test_checked"

@@ -173,6 +173,11 @@ CONFIG: list[Mutation] = [
              '        if False:\n            log.warning(',
              'flowrl_beta without objective=flowrl would be ignored in silence',
              [f'{CONFIG_TESTS}::test_settings_of_a_section_the_run_does_not_read_are_named_in_a_warning']),
+    Mutation('config: objectives do not check their settings', 'rewardlab/config.py',
+             '        if objective.check is not None:',
+             '        if False:',
+             'flowrl_beta=-1 would train toward a reversed target',
+             [f'{CONFIG_TESTS}::test_an_objective_checks_its_own_settings_at_load']),
 ]
 
 # the other groups live beside this file, one module each, so that each area keeps its own list

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..algos import flowrl_loss, rlsd_advantages
+from ..algos import FLOWRL_IMPORTANCE, flowrl_loss, rlsd_advantages
+from ..config_loading import ConfigError
 from ..registry import Registry
 from .self_distill import self_distill_per_token
 
@@ -31,6 +32,29 @@ class Objective:
     advantages: Callable | None = None
     token_loss: Callable | None = None
     loss: Callable | None = None
+    check: Callable | None = None  # check(cfg): the objective's own settings, at load; raises ConfigError
+
+
+def _choice(cfg, name: str, choices: tuple[str, ...]) -> None:
+    if getattr(cfg, name) not in choices:
+        raise ConfigError(f"{name}={getattr(cfg, name)!r} is not valid; choose one of: {', '.join(choices)}")
+
+
+def check_flowrl(cfg) -> None:
+    _choice(cfg, "flowrl_importance", FLOWRL_IMPORTANCE)
+    for name in ("flowrl_beta", "flowrl_weight_clamp", "log_z_learning_rate"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"{name} must be > 0, got {getattr(cfg, name)}")
+
+
+def check_self_teacher(cfg) -> None:
+    _choice(cfg, "self_teacher", ("ema", "policy"))
+    _choice(cfg, "teacher_context", ("sibling", "answer"))
+    if not (0 <= cfg.sdpo_mix <= 1 and 0 <= cfg.rlsd_lambda <= 1 and 0 < cfg.teacher_ema_rate <= 1):
+        raise ConfigError(f"sdpo_mix and rlsd_lambda must be in [0, 1] and teacher_ema_rate in (0, 1]; got sdpo_mix="
+                          f"{cfg.sdpo_mix}, rlsd_lambda={cfg.rlsd_lambda}, teacher_ema_rate={cfg.teacher_ema_rate}")
+    if not 0 < cfg.rlsd_eps <= 1:
+        raise ConfigError(f"rlsd_eps must be in (0, 1], got {cfg.rlsd_eps}")
 
 
 def rlsd_reweight(cfg, advantages, teacher, t):
@@ -53,7 +77,7 @@ def flowrl_minibatch_loss(cfg, parts, model, rollout, t, rows, logp, old, advant
 
 OBJECTIVES: Registry[Objective] = Registry("objective")
 OBJECTIVES.add("policy_gradient", Objective(outcome_only=False))
-OBJECTIVES.add("flowrl", Objective(needs_reference=True, log_z=True, loss=flowrl_minibatch_loss))
-OBJECTIVES.add("sdpo", Objective(self_teacher=True, token_loss=self_distill_token_loss))
-OBJECTIVES.add("srpo", Objective(self_teacher=True, token_loss=self_distill_token_loss))
-OBJECTIVES.add("rlsd", Objective(self_teacher=True, advantages=rlsd_reweight))
+OBJECTIVES.add("flowrl", Objective(needs_reference=True, log_z=True, loss=flowrl_minibatch_loss, check=check_flowrl))
+OBJECTIVES.add("sdpo", Objective(self_teacher=True, token_loss=self_distill_token_loss, check=check_self_teacher))
+OBJECTIVES.add("srpo", Objective(self_teacher=True, token_loss=self_distill_token_loss, check=check_self_teacher))
+OBJECTIVES.add("rlsd", Objective(self_teacher=True, advantages=rlsd_reweight, check=check_self_teacher))
