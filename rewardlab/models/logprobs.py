@@ -102,3 +102,18 @@ def token_logprobs(
         entropies.append(ent)
     B = input_ids.shape[0]
     return torch.cat(logps).view(B, C), torch.cat(entropies).view(B, C)
+
+
+class PolicyLogProbs(torch.nn.Module):
+    """token_logprobs of a policy as a module, so that a distributed wrapper (DistributedDataParallel) sees the
+    forward pass it must synchronise the gradients of: forward(input_ids, attention_mask, C, temperature,
+    top_k, top_p) -> (logp [B, C], entropy [B, C])."""
+
+    def __init__(self, policy: torch.nn.Module):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, input_ids, attention_mask, num_completion_tokens: int, temperature: float = 1.0,
+                top_k: int = 0, top_p: float = 1.0):
+        return token_logprobs(self.policy, input_ids, attention_mask, num_completion_tokens, temperature,
+                              top_k=top_k, top_p=top_p)

@@ -1,4 +1,8 @@
-"""What every trainer does around its loop: run directory, seed, model, optimizer, resume, a clean stop."""
+"""What every trainer does around its loop: run directory, seed, model, optimizer, resume, a clean stop.
+
+Under torchrun (several processes) every process builds the same model from the same seed and loads the same
+checkpoint; only the main process (rank 0) claims the run directory and writes to it (config, metrics,
+checkpoints, final/, plots); the others log nothing and wait for it at each write."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from ..models import apply_lora, load_policy, load_reward_model
 from ..models.loading import model_source
 from ..monitor import RunLogger, plot_run
 from ..runs import load_newest_intact
+from . import gather
 from .checkpoint import (
     list_checkpoints,
     load_checkpoint,
@@ -48,10 +53,28 @@ class RunContext:
         TrainingInterrupted. `extra()` gives the trainer's own state to save (called only when saving)."""
         stopping = self.stop.received is not None and done < cfg.max_steps  # at the last step: finish normally
         if stopping or (cfg.save_steps and done % cfg.save_steps == 0 and done < cfg.max_steps):
-            path = save_checkpoint(self.run_dir, done, self.model, self.tokenizer, self.optimizer, self.scheduler,
-                                   extra(), cfg.save_total_limit)
+            group = gather.current()
+            state = extra()
+            path = self.run_dir / f"checkpoint-{done}"
+            if group.is_main:
+                path = save_checkpoint(self.run_dir, done, self.model, self.tokenizer, self.optimizer, self.scheduler,
+                                       state, cfg.save_total_limit)
+            group.barrier()
             if stopping:
                 raise TrainingInterrupted(self.stop.received, done, path)
+
+
+class SilentLogger:
+    """The logger of a process other than the main one: the main process writes the run's metrics."""
+
+    def log(self, step: int, metrics) -> None:
+        pass
+
+    def log_samples(self, step: int, rows) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def lr_lambda(kind: str, warmup: int, total: int):
@@ -78,11 +101,14 @@ def start_run(cfg: CommonConfig, reward_model: bool = False) -> RunContext:
     run_dir = cfg.run_dir
     if cfg.model != "tiny":  # a wrong path fails here, before the run directory is touched
         model_source(cfg.model)
-    claim_run_dir(run_dir, cfg.resume, cfg.overwrite)
+    group = gather.start()
+    if group.is_main:
+        claim_run_dir(run_dir, cfg.resume, cfg.overwrite)
+        save_config(cfg, run_dir / "config.yaml")
+    group.barrier()
     checkpoints = list_checkpoints(run_dir) if cfg.resume else []
-    if cfg.resume and not checkpoints:
+    if cfg.resume and not checkpoints and group.is_main:
         log.warning("resume=True but %s has no complete checkpoint; starting from step 0", run_dir)
-    save_config(cfg, run_dir / "config.yaml")
 
     set_seed(cfg.seed)
     loader = load_reward_model if reward_model else load_policy
@@ -102,7 +128,10 @@ def start_run(cfg: CommonConfig, reward_model: bool = False) -> RunContext:
         start_step = state["step"]
         log.info("resumed from %s (step %d)", path, start_step)
     # resuming drops logged rows past the checkpoint's step (all of them when no checkpoint was found)
-    logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, resume_step=(start_step if state else -1) if cfg.resume else None)
+    logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, resume_step=(start_step if state else -1) if cfg.resume else None) \
+        if group.is_main else SilentLogger()
+    if group.world_size > 1:  # the same weights everywhere, then each process samples its own stream
+        torch.manual_seed(cfg.seed * 1009 + group.rank + 7919 * start_step)
     return RunContext(run_dir, model, tokenizer, optimizer, scheduler, logger, start_step, state, StopSignal().install())
 
 
@@ -164,12 +193,16 @@ def finish_run(ctx: RunContext, step: int, eval_rows: list[dict], summary: dict[
     """The end of every run: final/ model, per-sample held-out results, summary.json, plots. `eval_extra`:
     more metrics of the final evaluation to log next to eval/accuracy (an environment's eval/env/...)."""
     ctx.logger.log(step, {"eval/accuracy": summary["eval_accuracy"], **(eval_extra or {})})
-    save_final(ctx.run_dir, ctx.model, ctx.tokenizer)
-    with open(ctx.run_dir / "eval_samples.jsonl", "w") as fh:
-        for row in eval_rows:
-            fh.write(json.dumps(row) + "\n")
-    (ctx.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    group = gather.current()
+    if group.is_main:
+        save_final(ctx.run_dir, ctx.model, ctx.tokenizer)
+        with open(ctx.run_dir / "eval_samples.jsonl", "w") as fh:
+            for row in eval_rows:
+                fh.write(json.dumps(row) + "\n")
+        (ctx.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     ctx.logger.close()
-    plot_run(ctx.run_dir)
+    if group.is_main:
+        plot_run(ctx.run_dir)
+    group.barrier()
     ctx.stop.uninstall()
     return summary

@@ -33,6 +33,7 @@ from ..algos import (
 )
 from ..config import GRPOConfig
 from ..models import token_logprobs
+from ..models.logprobs import PolicyLogProbs
 from ..monitor import HackingMonitor
 from ..rewards.reward_model import RewardModelScorer
 from . import gather
@@ -69,6 +70,7 @@ def loss_plan(cfg: GRPOConfig) -> LossPlan:
 class LoopParts:
     """Everything besides the policy that the loop trains or consults; None where the config does not use it."""
 
+    logprobs: torch.nn.Module  # the policy's token_logprobs as a module: the loss's forward (wrapped over processes)
     reference: Reference | None
     kl_ctl: Any
     critic: Critic | None
@@ -88,7 +90,7 @@ class LoopParts:
         monitor = HackingMonitor(cfg.hacking_patience, cfg.hacking_tolerance) if scorer is not None and not cfg.env else None
         log_z = LogZ(cfg, model, device) if plan.objective.log_z else None  # FlowRL's head, not exported
         teacher = SelfTeacher(cfg, model, tokenizer) if plan.objective.self_teacher else None
-        return cls(reference, kl_ctl, critic, scorer, monitor, log_z, teacher)
+        return cls(gather.current().wrap(PolicyLogProbs(model)), reference, kl_ctl, critic, scorer, monitor, log_z, teacher)
 
     def stateful(self) -> dict[str, Any]:
         """What a checkpoint carries besides the policy (None: not used by this run)."""
@@ -186,9 +188,10 @@ def minibatch_loss(cfg, plan: LossPlan, parts: LoopParts, model, batch: ScoredBa
     """The loss of rows `rows` and its metrics (see the module docstring); also the token entropies."""
     kl_ctl, critic, rollout, rewards = parts.kl_ctl, parts.critic, batch.rollout, batch.rewards
     mask = t.completion_mask[rows]
-    logp, entropy = token_logprobs(model, t.input_ids[rows], t.attention[rows], t.C, cfg.temperature, **sampler_filter(cfg))
+    logp, entropy = parts.logprobs(t.input_ids[rows], t.attention[rows], t.C, cfg.temperature, **sampler_filter(cfg))
     old = t.old_logp[rows] if t.old_logp is not None else logp.detach()
-    per_token, loss_metrics = plan.policy_loss_fn(logp, old, advantages[rows], mask, cfg.epsilon, cfg.epsilon_high or None)
+    options = {arg: getattr(cfg, name) for arg, name in getattr(plan.policy_loss_fn, "options", {}).items()}  # sapo's temperatures
+    per_token, loss_metrics = plan.policy_loss_fn(logp, old, advantages[rows], mask, cfg.epsilon, cfg.epsilon_high or None, **options)
     loss_metrics["approx_kl"] = approx_kl(logp, old, mask)
     objective = plan.objective
     if objective.token_loss is not None:  # sdpo, srpo
@@ -221,10 +224,13 @@ def approx_kl(logp: torch.Tensor, old: torch.Tensor, mask: torch.Tensor) -> floa
 
 
 def minibatch_weight(loss_type: str, mask: torch.Tensor, rows: slice, total_rows: int) -> float:
-    """Share of the full-batch loss a minibatch carries, so accumulated gradients equal the full batch's."""
+    """Share of the full-batch loss a minibatch carries, so accumulated gradients equal the full batch's. Over
+    several processes the full batch is all of theirs, and the share is multiplied by their number, which the
+    gradient averaging divides by again."""
+    group = gather.current()
     if loss_type == "token_mean":
-        return float(mask[rows].sum() / gather.current().token_count(mask).clamp(min=1))
-    return (rows.stop - rows.start) / total_rows
+        return float(mask[rows].sum() / group.token_count(mask).clamp(min=1)) * group.world_size
+    return (rows.stop - rows.start) / group.count(total_rows) * group.world_size
 
 
 def update_policy(cfg: GRPOConfig, ctx, plan: LossPlan, parts: LoopParts, batch: ScoredBatch, grad_step) -> UpdateResult:
@@ -239,6 +245,10 @@ def update_policy(cfg: GRPOConfig, ctx, plan: LossPlan, parts: LoopParts, batch:
 
     rows_total = t.input_ids.shape[0]
     mb = cfg.mini_batch_size or rows_total
+    group, passes = gather.current(), -(-rows_total // mb)
+    if group.count(passes) != passes * group.world_size:  # every backward is a collective over the processes
+        raise RuntimeError(f"process {group.rank} has {rows_total} rows in {passes} minibatches of {mb}, and another "
+                           "process a different number of minibatches; give every process the same number of rows")
     stats: dict[str, float] = {}
     applied = 0
     for _ in range(cfg.num_iterations):
