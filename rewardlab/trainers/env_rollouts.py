@@ -86,7 +86,7 @@ class EnvRollouts:
         result = evaluate_agent(self.cfg.env, self.options, greedy, self.cfg.eval_n, self.cfg.eval_seed, split=eval_split(self.cfg))
         self.model.train(was_training)
         self.last_eval = dict(result.metrics)
-        return result.metrics.get("score", result.metrics["return"]), result.rows
+        return result.metrics["score"] if "score" in result.metrics else result.metrics["return"], result.rows
 
 
 # --- the cold start: the demonstrator's turns as SFT records --------------------------------------------
