@@ -8,6 +8,8 @@ does not), and make ONE gradient step on
     loss = -mean(log pi(a|s) * A) - ent_coef * entropy + vf_coef * mean((V(s) - return)^2)
 
 Unlike PPO there are no epochs and no ratio: the batch is used once, right after it was collected.
+The risk-sensitive options are PPO's (mv_coef, cvar_coef, lagrange_limit, ...; rewardlab/classic/risk.py),
+on the same rollout-and-GAE path; all off by default.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rewardlab.classic.envs import EpisodeTracker, action_spec, make_vec_env, ob
 from rewardlab.classic.networks import ActorCritic
 from rewardlab.classic.policies import ActorCriticPolicy
 from rewardlab.classic.returns import explained_variance, gae
+from rewardlab.classic.risk import RolloutRisk, check_options
 from rewardlab.classic.rollouts import collect_rollout
 from rewardlab.classic.runs import History, Run
 
@@ -56,6 +59,27 @@ class A2CConfig(RunConfig):
     """Hidden widths of the actor and of the (separate) critic."""
     activation: str = "tanh"
     """'tanh' or 'relu'."""
+    mv_coef: float = 0.0
+    """Mean-variance: lambda of J = E[R] - lambda * Var[R], R the episode return; adds -lambda * (R - mu)^2 to each
+    episode's last reward, mu the mean of the last risk_window returns (rewardlab/classic/risk.py). 0 = off."""
+    cvar_coef: float = 0.0
+    """Mean-CVaR: beta of J = E[R] + beta * CVaR_alpha[R]; adds -(beta / alpha) * max(VaR - R, 0) to each
+    episode's last reward, VaR the alpha-quantile of the last risk_window returns (Tamar et al. 2015). 0 = off."""
+    cvar_alpha: float = 0.05
+    """The CVaR tail level alpha (used when cvar_coef > 0): the worst alpha fraction of episodes."""
+    risk_window: int = 100
+    """Finished episodes whose returns estimate the mean (mv_coef) and the VaR (cvar_coef)."""
+    lagrange_limit: float | None = None
+    """Lagrangian constraint: the soft limit on |info[lagrange_key]|; rewards become (r - multiplier * 1{|value| > limit})
+    / (1 + multiplier) and the multiplier follows dual ascent on the fraction of steps over the limit. None = off."""
+    lagrange_key: str = "inventory"
+    """The info entry the Lagrangian constrains (its value after each step)."""
+    lagrange_budget: float = 0.0
+    """Allowed fraction of steps over lagrange_limit: the constraint is E[1{|value| > limit}] <= budget."""
+    lagrange_lr: float = 0.01
+    """Dual ascent step: multiplier <- max(0, multiplier + lagrange_lr * (fraction over the limit - budget)) per update."""
+    lagrange_init: float = 0.0
+    """The multiplier's starting value."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -67,6 +91,7 @@ class A2CConfig(RunConfig):
         require(self, "max_grad_norm", self.max_grad_norm > 0, "must be > 0")
         require(self, "optimizer", self.optimizer in ("rmsprop", "adam"), "must be 'rmsprop' or 'adam'")
         require(self, "activation", self.activation in ("tanh", "relu"), "must be 'tanh' or 'relu'")
+        check_options(self)
 
 
 def train(config: A2CConfig) -> tuple[ActorCriticPolicy, History]:
@@ -82,9 +107,13 @@ def train(config: A2CConfig) -> tuple[ActorCriticPolicy, History]:
     policy = ActorCriticPolicy(agent)
     tracker = EpisodeTracker(config.num_envs)
     stateful = {"agent": agent, "optimizer": optimizer, "episodes": tracker}
+    risk = RolloutRisk.from_config(config, config.num_envs)  # None unless a risk option is on
+    if risk is not None:
+        stateful["risk"] = risk
 
     step = run.restore(stateful)
     envs, obs = run.start_env(envs, step)
+    stepper = envs if risk is None else risk.wrap(envs)  # checkpoints snapshot `envs`, the unwrapped one
     rng = run.rng
     batch_size = config.num_envs * config.num_steps
 
@@ -93,10 +122,11 @@ def train(config: A2CConfig) -> tuple[ActorCriticPolicy, History]:
             optimizer.param_groups[0]["lr"] = config.learning_rate * (1.0 - step / config.total_steps)
 
         # 1. a short rollout and its n-step returns
-        rollout = collect_rollout(envs, agent, obs, config.num_steps, rng, tracker)
+        rollout = collect_rollout(stepper, agent, obs, config.num_steps, rng, tracker)
         obs = rollout.last_obs
         step += batch_size
-        advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
+        rewards = rollout.rewards if risk is None else risk.shape(rollout.rewards, rollout.episode_end, stepper)
+        advantages, returns = gae(rewards, rollout.values, rollout.next_values, rollout.terminated,
                                   rollout.episode_end, config.gamma, config.gae_lambda)
 
         # 2. one gradient step on the whole batch
@@ -126,6 +156,7 @@ def train(config: A2CConfig) -> tuple[ActorCriticPolicy, History]:
                 "entropy": entropy_mean.item(),
                 "explained_variance": explained_variance(rollout.values.reshape(-1), returns.reshape(-1)),
                 "learning_rate": optimizer.param_groups[0]["lr"],
+                **(risk.metrics if risk is not None else {}),
             })
         if run.checkpoint_due(step):
             run.save_checkpoint(step, policy, stateful, (envs, obs))

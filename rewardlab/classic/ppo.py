@@ -7,6 +7,11 @@ truncation, not on termination), then `update_epochs` passes over shuffled minib
     loss = -min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) - ent_coef * entropy + vf_coef * value_loss
 
 with ratio = pi(a|s) / pi_old(a|s) and A normalised per minibatch.
+
+Risk-sensitive options (rewardlab/classic/risk.py; all off by default, and then the run is exactly the
+risk-neutral one): mean-variance (mv_coef), mean-CVaR (cvar_coef, cvar_alpha) and a Lagrangian constraint
+on an info entry (lagrange_limit, e.g. |inventory| on rewardlab/MarketMaking-v0). They adjust the rollout's
+rewards before GAE; an env's own reward shaping (the market's inventory_penalty) goes through env_kwargs.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from rewardlab.classic.envs import EpisodeTracker, action_spec, make_vec_env, ob
 from rewardlab.classic.networks import ActorCritic
 from rewardlab.classic.policies import ActorCriticPolicy
 from rewardlab.classic.returns import explained_variance, gae
+from rewardlab.classic.risk import RolloutRisk, check_options
 from rewardlab.classic.rollouts import collect_rollout
 from rewardlab.classic.runs import History, Run
 
@@ -64,6 +70,27 @@ class PPOConfig(RunConfig):
     """Hidden widths of the actor and of the (separate) critic."""
     activation: str = "tanh"
     """'tanh' or 'relu'."""
+    mv_coef: float = 0.0
+    """Mean-variance: lambda of J = E[R] - lambda * Var[R], R the episode return; adds -lambda * (R - mu)^2 to each
+    episode's last reward, mu the mean of the last risk_window returns (rewardlab/classic/risk.py). 0 = off."""
+    cvar_coef: float = 0.0
+    """Mean-CVaR: beta of J = E[R] + beta * CVaR_alpha[R]; adds -(beta / alpha) * max(VaR - R, 0) to each
+    episode's last reward, VaR the alpha-quantile of the last risk_window returns (Tamar et al. 2015). 0 = off."""
+    cvar_alpha: float = 0.05
+    """The CVaR tail level alpha (used when cvar_coef > 0): the worst alpha fraction of episodes."""
+    risk_window: int = 100
+    """Finished episodes whose returns estimate the mean (mv_coef) and the VaR (cvar_coef)."""
+    lagrange_limit: float | None = None
+    """Lagrangian constraint: the soft limit on |info[lagrange_key]|; rewards become (r - multiplier * 1{|value| > limit})
+    / (1 + multiplier) and the multiplier follows dual ascent on the fraction of steps over the limit. None = off."""
+    lagrange_key: str = "inventory"
+    """The info entry the Lagrangian constrains (its value after each step)."""
+    lagrange_budget: float = 0.0
+    """Allowed fraction of steps over lagrange_limit: the constraint is E[1{|value| > limit}] <= budget."""
+    lagrange_lr: float = 0.01
+    """Dual ascent step: multiplier <- max(0, multiplier + lagrange_lr * (fraction over the limit - budget)) per update."""
+    lagrange_init: float = 0.0
+    """The multiplier's starting value."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -77,6 +104,7 @@ class PPOConfig(RunConfig):
         require(self, "clip_coef", self.clip_coef > 0, "must be > 0")
         require(self, "max_grad_norm", self.max_grad_norm > 0, "must be > 0")
         require(self, "activation", self.activation in ("tanh", "relu"), "must be 'tanh' or 'relu'")
+        check_options(self)
 
 
 def train(config: PPOConfig) -> tuple[ActorCriticPolicy, History]:
@@ -89,9 +117,13 @@ def train(config: PPOConfig) -> tuple[ActorCriticPolicy, History]:
     policy = ActorCriticPolicy(agent)
     tracker = EpisodeTracker(config.num_envs)
     stateful = {"agent": agent, "optimizer": optimizer, "episodes": tracker}
+    risk = RolloutRisk.from_config(config, config.num_envs)  # None unless a risk option is on
+    if risk is not None:
+        stateful["risk"] = risk
 
     step = run.restore(stateful)
     envs, obs = run.start_env(envs, step)
+    stepper = envs if risk is None else risk.wrap(envs)  # checkpoints snapshot `envs`, the unwrapped one
     rng = run.rng
     batch_size = config.num_envs * config.num_steps
     minibatch_size = batch_size // config.num_minibatches
@@ -101,10 +133,11 @@ def train(config: PPOConfig) -> tuple[ActorCriticPolicy, History]:
             optimizer.param_groups[0]["lr"] = config.learning_rate * (1.0 - step / config.total_steps)
 
         # 1. rollout with the current policy, then advantages
-        rollout = collect_rollout(envs, agent, obs, config.num_steps, rng, tracker)
+        rollout = collect_rollout(stepper, agent, obs, config.num_steps, rng, tracker)
         obs = rollout.last_obs
         step += batch_size
-        advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
+        rewards = rollout.rewards if risk is None else risk.shape(rollout.rewards, rollout.episode_end, stepper)
+        advantages, returns = gae(rewards, rollout.values, rollout.next_values, rollout.terminated,
                                   rollout.episode_end, config.gamma, config.gae_lambda)
 
         # 2. flatten [T, N] -> [T * N]; from here on it is a supervised-looking problem on a fixed batch
@@ -161,6 +194,7 @@ def train(config: PPOConfig) -> tuple[ActorCriticPolicy, History]:
                 "clip_fraction": float(np.mean(clip_fractions)),
                 "explained_variance": explained_variance(rollout.values.reshape(-1), returns.reshape(-1)),
                 "learning_rate": optimizer.param_groups[0]["lr"],
+                **(risk.metrics if risk is not None else {}),
             })
         if run.checkpoint_due(step):
             run.save_checkpoint(step, policy, stateful, (envs, obs))
