@@ -2,6 +2,7 @@
 
     rewardlab demo
     rewardlab train grpo --config examples/grpo_arithmetic.yaml learning_rate=1e-4
+    rewardlab train grpo --config trl_grpo.yaml --learning_rate 1e-4 --bf16     (TRL's flags and names too)
     rewardlab eval --model runs/demo/final --task arithmetic --seed 7 --n 500
     rewardlab eval --model runs/dpo/final --reference runs/sft/final --task preference --seed 7
     rewardlab report runs/demo
@@ -14,6 +15,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -119,7 +121,10 @@ def _eval(args: argparse.Namespace) -> int:
     with open(out, "w") as fh:
         for row in rows:
             fh.write(json.dumps(row) + "\n")
-    print(f"accuracy {accuracy:.4f} ({sum(r['correct'] for r in rows)}/{len(rows)}) on {args.task} {args.split} split, seed {args.seed}")
+    if accuracy is None:  # held-out rows with no answer, solution or ground_truth column: nothing says what is correct
+        print(f"no accuracy: {args.dataset} has no answer, solution or ground_truth column to check against")
+    else:
+        print(f"accuracy {accuracy:.4f} ({sum(r['correct'] for r in rows)}/{len(rows)}) on {args.task} {args.split} split, seed {args.seed}")
     print(f"per-sample results: {out}")
     return 0
 
@@ -150,6 +155,41 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+# `rewardlab train`'s own options; any other --name is a setting, as on TRL's command line
+TRAIN_FLAGS = {"--config": True, "--env": True, "--resume": False, "--overwrite": False, "--help": False, "-h": False}
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+
+
+def settings_from_flags(argv: list[str]) -> list[str]:
+    """`train METHOD --learning_rate 1e-6 --bf16 --per-device-train-batch-size=4` (TRL's command line) ->
+    `learning_rate=1e-6 bf16=true per_device_train_batch_size=4`: a flag takes the next word as its value unless
+    that is another flag or a key=value; alone it is true. Dashes in a name become underscores."""
+    command = next((i for i, word in enumerate(argv) if not word.startswith("-")), None)
+    if command is None or argv[command] != "train":
+        return argv
+    out, i = argv[: command + 1], command + 1
+    while i < len(argv):
+        word = argv[i]
+        name, has_value, value = word.partition("=")
+        if not word.startswith("--") or name in TRAIN_FLAGS or word == "--":
+            out.append(word)
+            if TRAIN_FLAGS.get(word) and i + 1 < len(argv):  # --config FILE, --env NAME
+                out.append(argv[i + 1])
+                i += 1
+            i += 1
+            continue
+        key = name[2:].replace("-", "_")
+        if not has_value:
+            following = argv[i + 1] if i + 1 < len(argv) else None
+            if following is not None and not following.startswith("--") and not _OVERRIDE.match(following):
+                value, i = following, i + 1
+            else:
+                value = "true"
+        out.append(f"{key}={value}")
+        i += 1
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import METHOD_PRESETS
 
@@ -164,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the newest intact checkpoint in the run directory")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the run directory (its checkpoints, model and logs are deleted)")
     p.add_argument("--env", default="", help="train on a text environment: tictactoe, bandit, contextual_bandit, a Gymnasium id or module:Class")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. learning_rate=1e-4")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. learning_rate=1e-4 (or TRL-style flags: "
+                   "--learning_rate 1e-4 --bf16; TRL's names are translated: docs/from_trl.md)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="held-out accuracy of a model on a task")
@@ -219,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return classic_main(argv[1:])
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(settings_from_flags(argv))
     # key=value overrides after an option (train grpo --config x.yaml beta=0.1): argparse has already
     # filled the positional list before --config, so it hands them back as unknown arguments.
     if extra and getattr(args, "command", None) == "train" and all("=" in e and not e.startswith("-") for e in extra):

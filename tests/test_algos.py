@@ -57,7 +57,7 @@ def t(values, dtype=torch.float32) -> torch.Tensor:
 def test_registries_hold_exactly_the_tested_entries():
     # A new entry must come with its own hand-computed test; this fails until it does.
     assert ADVANTAGES.names() == ["dr_grpo", "gae", "grpo", "reinforce_pp", "rloo"]
-    assert POLICY_LOSSES.names() == ["gspo", "ppo_clip"]
+    assert POLICY_LOSSES.names() == ["cispo", "gspo", "ppo_clip", "sapo"]
     assert AGGREGATIONS.names() == ["seq_mean_token_mean", "seq_mean_token_sum_norm", "token_mean"]
 
 
@@ -65,7 +65,7 @@ def test_registries_hold_exactly_the_tested_entries():
     "registry, typo, listing",
     [
         (ADVANTAGES, "gpro", "dr_grpo, gae, grpo, reinforce_pp, rloo"),
-        (POLICY_LOSSES, "ppo", "gspo, ppo_clip"),
+        (POLICY_LOSSES, "ppo", "cispo, gspo, ppo_clip, sapo"),
         (AGGREGATIONS, "mean", "seq_mean_token_mean, seq_mean_token_sum_norm, token_mean"),
     ],
 )
@@ -466,6 +466,68 @@ def test_gspo_unclipped_gradient_reaches_every_token():
     assert_close(total, 1.0512711)
     total.backward()
     assert_close(logp.grad, [[0.2628178] * 4 + [0.0]])
+
+
+def _cispo_case():
+    # two valid tokens and a padded one: ratios exp(logp - old) = 0.5 / 0.25 = 2.0 and 0.25 / 0.5 = 0.5
+    old_logp = t([[math.log(0.25), math.log(0.5), 0.0]])
+    logp = t([[math.log(0.5), math.log(0.25), float("-inf")]]).requires_grad_()
+    return logp, old_logp, t([[1.0, 1.0, 1.0]]), t([[1, 1, 0]])
+
+
+def test_cispo_worked_example_caps_and_detaches_the_weight():
+    # CISPO: loss_t = -sg(min(rho_t, eps_max)) A_t logp_t, eps_max = eps_high = 1.5 (the cap itself, TRL's meaning).
+    # weights min(2.0, 1.5) = 1.5 and min(0.5, 1.5) = 0.5, A = 1:
+    #   token 1: -1.5 * 1 * log(0.5) = 1.5 * 0.6931472 = 1.0397208
+    #   token 2: -0.5 * 1 * log(0.25) = 0.5 * 1.3862944 = 0.6931472;   padding: 0
+    logp, old_logp, advantages, mask = _cispo_case()
+    loss, metrics = POLICY_LOSSES["cispo"](logp, old_logp, advantages, mask, eps_low=0.2, eps_high=1.5)
+    assert_close(loss, [[1.0397208, 0.6931472, 0.0]])
+    # the weight is a constant: d loss_t / d logp_t = -w_t A_t = [-1.5, -0.5], not REINFORCE-through-the-ratio
+    loss.sum().backward()
+    assert_close(logp.grad, [[-1.5, -0.5, 0.0]])
+    # token 1's weight was capped (2.0 > 1.5): 1 of 2 valid tokens; ratio mean (2.0 + 0.5) / 2 = 1.25, max 2.0
+    assert metrics["clip_fraction"] == pytest.approx(0.5) and metrics["clip_fraction_high"] == pytest.approx(0.5)
+    assert metrics["clip_fraction_low"] == 0.0
+    assert metrics["ratio_mean"] == pytest.approx(1.25, abs=1e-6) and metrics["ratio_max"] == pytest.approx(2.0, abs=1e-6)
+
+
+def test_cispo_without_eps_high_caps_at_eps_low_as_trl_does():
+    # epsilon_high unset: TRL caps at epsilon (0.2), so both weights are 0.2:
+    #   -0.2 * log(0.5) = 0.1386294,  -0.2 * log(0.25) = 0.2772589
+    logp, old_logp, advantages, mask = _cispo_case()
+    loss, metrics = POLICY_LOSSES["cispo"](logp, old_logp, advantages, mask, eps_low=0.2, eps_high=None)
+    assert_close(loss, [[0.1386294, 0.2772589, 0.0]])
+    assert metrics["clip_fraction"] == pytest.approx(1.0)  # both ratios (2.0, 0.5) exceed 0.2
+
+
+def test_sapo_worked_example_soft_gate():
+    # SAPO: loss = -(4 / tau) sigmoid(tau (rho - 1)) A, tau = tau_pos (1.0) if A > 0 else tau_neg (1.05).
+    # row 1: rho = 1.5, A = +2, tau = 1:    gate = 4 sigmoid(0.5) = 4 * 0.6224593 = 2.4898373; loss = -2 * gate = -4.9796746
+    #        d loss / d logp = -A * 4 s (1 - s) * rho (d rho / d logp = rho), s = sigmoid(0.5):
+    #        -2 * 4 * 0.6224593 * 0.3775407 * 1.5 = -2.8200445
+    # row 2: rho = 0.5, A = -1, tau = 1.05: s = sigmoid(1.05 * -0.5) = sigmoid(-0.525) = 0.3716838
+    #        gate = 4 s / 1.05 = 1.4159383; loss = -(-1) gate = 1.4159383
+    #        d loss / d logp = +1 * 4 s (1 - s) * 0.5 = 4 * 0.3716838 * 0.6283162 * 0.5 = 0.4670699
+    old_logp = t([[0.0], [0.0]])
+    logp = t([[math.log(1.5)], [math.log(0.5)]]).requires_grad_()
+    loss, metrics = POLICY_LOSSES["sapo"](logp, old_logp, t([2.0, -1.0]), t([[1], [1]]), tau_pos=1.0, tau_neg=1.05)
+    assert_close(loss, [[-4.9796746], [1.4159383]])
+    loss.sum().backward()
+    assert_close(logp.grad, [[-2.8200445], [0.4670699]])
+    # nothing is clipped; the gate's mean slope 4 s (1 - s): (0.9400148 + 0.9341398) / 2 = 0.9370773
+    assert metrics["clip_fraction"] == 0.0
+    assert metrics["gate_mean"] == pytest.approx(0.9370773, abs=1e-5)
+
+
+def test_sapo_on_policy_is_the_plain_policy_gradient():
+    # rho = 1: s = sigmoid(0) = 1/2, slope 4 * 1/4 = 1, so d loss / d logp = -A whatever tau; loss = -(2 / tau) A
+    old_logp = t([[-0.7, -1.2]])
+    logp = old_logp.clone().requires_grad_()
+    loss, _ = POLICY_LOSSES["sapo"](logp, old_logp, t([[0.5, -2.0]]), t([[1, 1]]), tau_pos=1.0, tau_neg=1.05)
+    assert_close(loss, [[-1.0, 2.0 * 2.0 / 1.05]])  # -(2/1) 0.5 = -1.0;  -(2/1.05)(-2) = 3.8095238
+    loss.sum().backward()
+    assert_close(logp.grad, [[-0.5, 2.0]])
 
 
 def test_policy_loss_rejects_misshaped_advantages():

@@ -67,9 +67,9 @@ def test_bad_reward_functions_are_named_with_the_sample(tmp_path, fn, pattern):
 def test_unknown_registry_name_lists_the_valid_ones_at_load(tmp_path):
     with pytest.raises(ConfigError, match=r"advantage='gpro': unknown advantage estimator; valid: dr_grpo, gae, grpo, reinforce_pp, rloo\. Did you mean 'grpo'\?"):
         grpo(tmp_path, advantage="gpro")
-    with pytest.raises(ConfigError, match=r"loss_type='dapoo': unknown loss aggregation; valid: bnpo, dapo, dr_grpo, grpo, seq_mean_token_mean.*Did you mean 'dapo'"):
+    with pytest.raises(ConfigError, match=r"loss_type='dapoo': unknown loss aggregation; valid: bnpo, cispo, dapo, dr_grpo, grpo, sapo, seq_mean_token_mean.*Did you mean 'dapo'"):
         load_config("grpo", overrides={"loss_type": "dapoo"})
-    with pytest.raises(ConfigError, match=r"policy_loss='gpso'.*valid: gspo, ppo_clip\. Did you mean 'gspo'"):
+    with pytest.raises(ConfigError, match=r"policy_loss='gpso'.*valid: cispo, gspo, ppo_clip, sapo\. Did you mean 'gspo'"):
         load_config("grpo", overrides={"policy_loss": "gpso"})
     assert not (tmp_path / "bad").exists()
 

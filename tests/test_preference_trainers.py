@@ -244,8 +244,8 @@ def test_malformed_rows_name_the_row_and_field(tmp_path):
 def test_config_errors_say_what_to_change():
     from rewardlab.config import ConfigError
 
-    with pytest.raises(ConfigError, match="loss_type='hinge' is not valid; choose one of: sigmoid, ipo, cdpo, simpo, kto"):
-        load_config("dpo", overrides={"loss_type": "hinge"})
+    with pytest.raises(ConfigError, match="loss_type='exo_pair' is not valid; choose one of: sigmoid, ipo, cdpo, simpo, kto"):
+        load_config("dpo", overrides={"loss_type": "exo_pair"})
     with pytest.raises(ConfigError, match="cdpo needs label_smoothing"):
         load_config("dpo", overrides={"loss_type": "cdpo"})
     with pytest.raises(ConfigError, match="simpo uses no reference"):

@@ -72,10 +72,12 @@ def test_inputs_reach_functions_with_trl_keywords():
         return [0.0] * len(completions)
 
     call(RewardFunctions(spy), columns={"answer": ["1", "2", "3"], "level": [1, 2, 3]})
-    assert seen == {
+    # TRL's trainer_state, log_extra and log_metric come too (tests/test_trl_compat.py checks what they do)
+    assert {k: v for k, v in seen.items() if k not in ("trainer_state", "log_extra", "log_metric")} == {
         "prompts": PROMPTS, "completions": COMPLETIONS, "completion_ids": IDS,
         "answer": ["1", "2", "3"], "level": [1, 2, 3],
     }
+    assert seen["trainer_state"].global_step == 0 and callable(seen["log_extra"]) and callable(seen["log_metric"])
 
 
 def test_none_is_ignored_in_total_and_nan_in_per_function():

@@ -19,8 +19,13 @@ from rewardlab.registry import Registry
 
 AGGREGATIONS: Registry[Callable[..., torch.Tensor]] = Registry("loss aggregation")
 
-# TRL's loss_type names for the online loop, and the aggregation each one is.
-LOSS_TYPES = {"grpo": "seq_mean_token_mean", "dr_grpo": "seq_mean_token_sum_norm", "dapo": "token_mean", "bnpo": "token_mean"}
+# TRL's loss_type names (TRL 1.16) for the online loop, and the aggregation each one is. bnpo normalises by the
+# tokens of the local batch and dapo by those of the global accumulated batch: the same in one process. cispo
+# and sapo are also a policy loss: LOSS_TYPE_POLICY_LOSSES. (TRL's luspo and vespo have no equivalent here.)
+LOSS_TYPES = {"grpo": "seq_mean_token_mean", "dr_grpo": "seq_mean_token_sum_norm", "dapo": "token_mean", "bnpo": "token_mean",
+              "cispo": "token_mean", "sapo": "seq_mean_token_mean"}
+# The policy loss a TRL loss_type implies (the others are ppo_clip's, or gspo's with importance_sampling_level=sequence).
+LOSS_TYPE_POLICY_LOSSES = {"cispo": "cispo", "sapo": "sapo"}
 
 
 def _masked(per_token_loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

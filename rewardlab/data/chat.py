@@ -72,3 +72,29 @@ def render_completion(
             "pass the completion as a string instead."
         )
     return full[len(prefix):]
+
+
+def render_conversation(messages: list[dict], tokenizer: Any) -> tuple[str, list[tuple[int, int]]]:
+    """A whole conversation rendered with the chat template (no generation prompt), and the character span
+    of each assistant turn in it: from the end of the conversation before the turn, rendered with the
+    generation prompt, to the end of the conversation through the turn. So a span holds what the model
+    writes after the generation prompt (the reply and its end-of-turn text), the part SFT's
+    assistant_only_loss trains on. DataError when the template does not render each earlier part as a
+    prefix of the whole (templates that rewrite earlier turns)."""
+    _require_template(tokenizer, "conversation")
+    messages = list(messages)
+    full = _render(tokenizer, messages, add_generation_prompt=False)
+    spans = []
+    for index, message in enumerate(messages):
+        if message.get("role") != "assistant":
+            continue
+        before = _render(tokenizer, messages[:index], add_generation_prompt=True) if index else ""
+        through = _render(tokenizer, messages[: index + 1], add_generation_prompt=False)
+        if not (through.startswith(before) and full.startswith(through)):
+            raise DataError(
+                f"the chat template does not render the conversation before assistant message {index} as a prefix "
+                "of the whole conversation, so that message's tokens cannot be located; such templates (e.g. ones "
+                "that drop earlier reasoning) cannot train on assistant turns only: set assistant_only_loss false."
+            )
+        spans.append((len(before), len(through)))
+    return full, spans

@@ -1,8 +1,9 @@
-"""Loading records from files or memory, and checking them against the three record schemas.
+"""Loading records from files or memory, and checking them against the record schemas.
 
     prompt records      {"prompt": str | chat, ...extra columns the reward functions read}
     preference records  {"prompt": str | chat, "chosen": str | chat, "rejected": str | chat, "margin"?: number}
     unpaired records    {"prompt": str | chat, "completion": str | chat, "label": bool}
+    SFT records         {"prompt", "completion"}, {"messages": chat} or {"text": str} (TRL's three formats)
 
 A chat is a non-empty list of messages ``{"role": "system" | "user" | "assistant" | "tool",
 "content": str}``. Rows are counted from 0 in every error message.
@@ -27,10 +28,20 @@ class DataError(ValueError):
 
 
 def load_records(source: Any) -> list[dict]:
-    """Records as a list of dicts, from a .jsonl / .json / .parquet path, a `datasets.Dataset` or a list.
+    """Records as a list of dicts, from a .jsonl / .json / .parquet path, a `datasets.Dataset` or
+    `IterableDataset`, a list of dicts, or the InMemoryData a config holds for data passed from Python.
 
     A .json file must hold a list of objects; a .jsonl file one object per line (blank lines skipped).
     """
+    from .sources import InMemoryData, as_source, parse_description
+
+    if isinstance(source, InMemoryData):  # rows passed from Python (shallow copies: a trainer may add keys)
+        return [dict(row) for row in source.records]
+    if isinstance(source, str) and parse_description(source) and not Path(source).exists():
+        raise DataError(
+            f"dataset {source} is the description a run's config.yaml records for data passed from Python; the rows "
+            "are not in it. Pass the same data again: rewardlab.train(method, config, dataset=..., eval_dataset=...)."
+        )
     if isinstance(source, (str, Path)):
         return _load_file(Path(source))
     if _is_hf_dataset_dict(source):
@@ -40,6 +51,8 @@ def load_records(source: Any) -> list[dict]:
         )
     if _is_hf_dataset(source):
         return [dict(row) for row in source.to_list()]
+    if _is_hf_dataset(source, "IterableDataset"):
+        return as_source(source).records
     if isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
         records = []
         for index, row in enumerate(source):
@@ -56,14 +69,13 @@ def load_records(source: Any) -> list[dict]:
     )
 
 
-def _is_hf_dataset(source: Any) -> bool:
+def _is_hf_dataset(source: Any, name: str = "Dataset") -> bool:
     datasets = sys.modules.get("datasets")  # a Dataset cannot exist unless the library was imported
-    return datasets is not None and isinstance(source, datasets.Dataset)
+    return datasets is not None and isinstance(source, getattr(datasets, name))
 
 
 def _is_hf_dataset_dict(source: Any) -> bool:
-    datasets = sys.modules.get("datasets")
-    return datasets is not None and isinstance(source, datasets.DatasetDict)
+    return _is_hf_dataset(source, "DatasetDict") or _is_hf_dataset(source, "IterableDatasetDict")
 
 
 def _load_file(path: Path) -> list[dict]:
@@ -250,6 +262,73 @@ def validate_prompt_records(
     for row, record in enumerate(records):
         _require(record, required, source, row, reasons)
         _check_text_or_chat(record["prompt"], source, row, "prompt")
+
+
+def validate_sft_records(
+    records: Sequence[Mapping], source: str = "<records>", text_field: str = "text", assistant_only_loss: bool = False
+) -> str:
+    """Raise DataError unless every record is in one of TRL's SFT formats, the same for all; return it.
+
+        "prompt_completion"  {"prompt": str | chat, "completion": str | chat}   (loss on the completion)
+        "messages"           {"messages": chat}        (conversational language modelling)
+        "text"               {text_field: str}         (language modelling: loss on every token)
+
+    The first row decides, as in TRL: a 'prompt' field makes it prompt-completion, else 'messages', else
+    the text field. With assistant_only_loss, every conversation needs an assistant message.
+    """
+    _check_rows(records, source)
+    first = records[0]
+    if "prompt" in first or ("messages" not in first and text_field not in first and "completion" in first):
+        kind = "prompt_completion"
+    elif "messages" in first:
+        kind = "messages"
+    elif text_field in first:
+        kind = "text"
+    else:
+        have = ", ".join(map(repr, first)) or "none"
+        raise DataError(
+            f"{_where(source, 0)} is in none of the SFT formats: it needs 'prompt' and 'completion' "
+            f"(prompt-completion), 'messages' (a conversation) or {text_field!r} (plain text). Fields present: {have}."
+        )
+    if assistant_only_loss and kind != "messages":
+        raise DataError(
+            f"{source} holds {kind.replace('_', '-')} rows; assistant_only_loss applies to conversations "
+            "({'messages': [...]}) only. Set it to false (prompt-completion rows train on the completion alone)."
+        )
+    if kind == "prompt_completion":
+        validate_prompt_records(records, required=("prompt", "completion"), source=source,
+                                reasons={"completion": "SFT on prompt-completion rows"})
+        for row, record in enumerate(records):
+            prompt_kind = _kind(record["prompt"])
+            completion_kind = _check_text_or_chat(record["completion"], source, row, "completion", allow_empty_text=True)
+            if prompt_kind != completion_kind:
+                raise DataError(
+                    f"{_where(source, row)}: 'prompt' is {prompt_kind} but 'completion' is {completion_kind}; "
+                    "use the same format (both strings or both chat lists)."
+                )
+        return kind
+    field = "messages" if kind == "messages" else text_field
+    reasons = {field: f"SFT on {'conversations' if kind == 'messages' else 'plain text'} (the format of row 0)"}
+    for row, record in enumerate(records):
+        _require(record, (field,), source, row, reasons)
+        value = record[field]
+        if kind == "text":
+            if not isinstance(value, str):
+                raise DataError(f"{_where(source, row)}: {field!r} is a {type(value).__name__}; it must be a string.")
+            _check_text_or_chat(value, source, row, field)
+            continue
+        if not isinstance(value, list):
+            raise DataError(
+                f"{_where(source, row)}: 'messages' is a {type(value).__name__}; it must be a list of chat "
+                "messages [{'role': 'user', 'content': ...}, {'role': 'assistant', 'content': ...}]."
+            )
+        _check_chat(value, source, row, field)
+        if assistant_only_loss and not any(m["role"] == "assistant" for m in value):
+            raise DataError(
+                f"{_where(source, row)}: 'messages' has no assistant message, so with assistant_only_loss it has "
+                "nothing to train on; drop the row or add the assistant's reply."
+            )
+    return kind
 
 
 def validate_preference_records(records: Sequence[Mapping], source: str = "<records>") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -111,7 +112,29 @@ def load_policy(
             quantizer.remove_quantization_config(policy)
     policy.to(device=dev, dtype=torch_dtype)
     disable_dropout(policy)
+    policy.rewardlab_source = model  # where the weights came from: an adapter's base is saved from it (local_base_dir)
     return policy, tokenizer
+
+
+def local_base_dir(model: torch.nn.Module) -> Path | None:
+    """The local Hugging Face directory from which `type(model).from_pretrained` rebuilds `model`'s base (the
+    model under a LoRA adapter), as an absolute path; None when there is none and a saved copy is needed: the
+    built-in tiny model (built in memory), a .gguf file (dequantised at load: from_pretrained needs safetensors),
+    or a model whose class is not the one the directory's config.json names (a reward model's fresh head on a
+    causal LM)."""
+    base = model.get_base_model() if is_peft(model) else model
+    source = getattr(base, "rewardlab_source", None)
+    if source is None:  # not loaded by load_policy: transformers records the directory it read
+        source = getattr(getattr(base, "config", None), "_name_or_path", "") or ""
+    source = str(source)
+    if not source or source == "tiny" or source.lower().endswith(".gguf"):
+        return None
+    path = Path(os.path.expanduser(source)).resolve()
+    try:
+        architectures = json.loads((path / "config.json").read_text()).get("architectures") or []
+    except (OSError, ValueError):
+        return None
+    return path if type(base).__name__ in architectures else None
 
 
 def apply_lora(

@@ -4,20 +4,36 @@ A reward function is a plain callable with TRL's signature, so functions written
 
     def my_reward(completions, answer, **kwargs) -> list[float | None]: ...
 
-It is called as ``fn(prompts=..., completions=..., completion_ids=..., **dataset_columns)`` and must
-accept the keyword arguments it does not use through ``**kwargs``. It returns one value per completion;
-``None`` means "this function does not apply to this sample" (e.g. a code reward on a math prompt).
+It is called as TRL's GRPOTrainer calls it:
+
+    fn(prompts=..., completions=..., completion_ids=..., **dataset_columns,
+       trainer_state=..., log_extra=..., log_metric=...)
+
+and must accept the keyword arguments it does not use through ``**kwargs``. The dataset columns are every
+column but ``prompt`` and ``completion`` (and ``completion_ids``), one value per completion. ``trainer_state``
+is a ``transformers.TrainerState`` (``global_step``: optimizer steps done so far, ``max_steps``, ``epoch``, ...);
+``log_metric(name, value)`` adds a scalar to the step's metrics (the mean of the step's values, in
+metrics.jsonl); ``log_extra(column, values)`` adds a column, one value per completion, to the logged samples.
+A function may be ``async def``: the async ones of a batch run concurrently (``asyncio.gather``) on one
+event loop that lives as long as the process, as in TRL. It returns one value per completion; ``None``
+means "this function does not apply to this sample" (e.g. a code reward on a math prompt).
 
 `RewardFunctions` calls every function on a batch, checks what came back, and returns the weighted
-total plus each function's values for logging.
+total plus each function's values for logging; what the functions logged is in `last_logs`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import logging
 import math
 import numbers
+import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -29,7 +45,7 @@ logger = logging.getLogger(__name__)
 RewardFn = Callable[..., list[float | None]]
 
 # Keyword arguments every reward function receives; a dataset column may not reuse these names.
-_RESERVED_KWARGS = ("prompts", "completions", "completion_ids")
+_RESERVED_KWARGS = ("prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric")
 
 
 class RewardError(ValueError):
@@ -47,6 +63,122 @@ def _function_name(fn: Callable) -> str:
         inner = getattr(fn, "func", None)
         name = getattr(inner, "__name__", None) or type(fn).__name__
     return name
+
+
+def is_async(fn: Callable) -> bool:
+    """Whether calling fn returns a coroutine: an ``async def`` function, a functools.partial of one, or an
+    object whose ``__call__`` is ``async def``."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+
+_LOOP: tuple[int, asyncio.AbstractEventLoop] | None = None  # (pid, loop): a forked worker starts its own
+_LOOP_LOCK = threading.Lock()
+
+
+def run_coroutine(awaitable: Any) -> Any:
+    """Run an awaitable to completion on this process's reward event loop, a daemon thread started on first
+    use and kept for the process's life (so an async client a reward caches, e.g. an HTTP session, stays on the
+    loop it was made on). Works whether or not the calling thread already runs an event loop (a notebook)."""
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None or _LOOP[0] != os.getpid():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="rewardlab-async-rewards", daemon=True).start()
+            _LOOP = (os.getpid(), loop)
+        loop = _LOOP[1]
+
+    future = asyncio.run_coroutine_threadsafe(_contained(awaitable), loop)
+    try:
+        exited, value = future.result()
+    except BaseException:  # a timeout (SIGALRM) or Ctrl-C while waiting: stop the coroutine too
+        future.cancel()
+        raise
+    if exited:
+        raise value  # exit() inside an async reward: raised here, in the caller's thread
+    return value
+
+
+async def _contained(awaitable: Any) -> tuple[bool, Any]:
+    """(False, its value), or (True, the SystemExit/KeyboardInterrupt it raised): asyncio lets those two
+    escape a task and stop the event loop, which would leave the caller waiting for ever."""
+    try:
+        return False, await awaitable
+    except (SystemExit, KeyboardInterrupt) as exc:
+        return True, exc
+
+
+@dataclass
+class RewardLogs:
+    """What the reward functions of one call logged: log_metric's values by name (several per name when
+    several functions, or calls, use it) and log_extra's columns (one value per completion)."""
+
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    extra: dict[str, list] = field(default_factory=dict)
+
+    def log_metric(self, name: str, value: float) -> None:
+        self.metrics.setdefault(str(name), []).append(value)
+
+    def log_extra(self, column: str, values: list) -> None:
+        self.extra.setdefault(str(column), []).extend(list(values))
+
+    def metric_means(self) -> dict[str, float]:
+        """Each log_metric name's mean over the values logged (TRL averages them over the logging step)."""
+        return {name: sum(values) / len(values) for name, values in self.metrics.items() if values}
+
+    def merge(self, other: RewardLogs) -> None:
+        """Add other's values after these (new lists: neither side's lists change)."""
+        for name, values in other.metrics.items():
+            self.metrics[name] = self.metrics.get(name, []) + list(values)
+        for column, values in other.extra.items():
+            self.extra[column] = self.extra.get(column, []) + list(values)
+
+
+class _WithLogs:
+    """A sync reward function called with TRL's log_metric/log_extra; returns (values, logs). Runs in this
+    process or in a reward worker: the logging callables are made where the function runs, and what it
+    logged comes back with its values."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+
+    def __call__(self, **kwargs: Any) -> tuple[Any, RewardLogs]:
+        logs = RewardLogs()
+        values = self.fn(**kwargs, log_extra=logs.log_extra, log_metric=logs.log_metric)
+        if inspect.isawaitable(values):  # a sync callable that hands back a coroutine
+            values = run_coroutine(values)
+        return values, logs
+
+
+class _AsyncGroup:
+    """The async reward functions of a RewardFunctions, run concurrently with asyncio.gather (TRL's way);
+    returns [(values, logs) or the exception it raised] in order."""
+
+    def __init__(self, fns: list[Callable]):
+        self.fns = fns
+
+    def __call__(self, **kwargs: Any) -> list[Any]:
+        async def one(fn: Callable) -> Any:
+            logs = RewardLogs()
+            exited, value = await _contained(fn(**kwargs, log_extra=logs.log_extra, log_metric=logs.log_metric))
+            if exited:
+                return _Exited(value)
+            return value, logs
+
+        async def every() -> list[Any]:
+            return await asyncio.gather(*(one(fn) for fn in self.fns), return_exceptions=True)
+
+        results = run_coroutine(every())
+        for result in results:  # exit() in an async reward is raised, not passed off as a value
+            if isinstance(result, _Exited):
+                raise result.exc
+        return results
+
+
+@dataclass
+class _Exited:
+    exc: BaseException
 
 
 class RewardFunctions:
@@ -90,8 +222,15 @@ class RewardFunctions:
             resolved.append(fn)
         self.funcs = resolved
         self.timeout = timeout
+        # each sync function is called through a wrapper that hands it log_metric/log_extra; the async ones
+        # are one call that gathers them all (so they run concurrently, as in TRL)
+        self._sync = {i: _WithLogs(fn) for i, fn in enumerate(resolved) if not is_async(fn)}
+        self._async = [i for i, fn in enumerate(resolved) if is_async(fn)]
+        self._async_group = _AsyncGroup([resolved[i] for i in self._async]) if self._async else None
         self._caller = RewardCaller(timeout, workers)  # timeout and worker processes (rewards/isolation.py)
-        self._caller.register(resolved)
+        self._caller.register([*self._sync.values(), *([self._async_group] if self._async_group else [])])
+        self.trainer_state: Any = None  # TRL's trainer_state argument (a transformers.TrainerState), made on first use
+        self.last_logs = RewardLogs()  # what the functions logged in the latest call (log_metric, log_extra)
 
         if weights is None:
             weights = [1.0] * len(resolved)
@@ -120,6 +259,15 @@ class RewardFunctions:
 
     def __len__(self) -> int:
         return len(self.funcs)
+
+    def at_step(self, global_step: int, **state: Any) -> None:
+        """Set what reward functions see as trainer_state: ``global_step`` (optimizer steps done) and any other
+        TrainerState field (max_steps, epoch, ...)."""
+        if self.trainer_state is None:
+            self.trainer_state = new_trainer_state()
+        self.trainer_state.global_step = int(global_step)
+        for name, value in state.items():
+            setattr(self.trainer_state, name, value)
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{n}*{w:g}" for n, w in zip(self.names, self.weights))
@@ -151,12 +299,22 @@ class RewardFunctions:
                     "each row's value once per completion of its prompt."
                 )
 
+        if self.trainer_state is None:
+            self.trainer_state = new_trainer_state()
+        kwargs = dict(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns,
+                      trainer_state=self.trainer_state)
+        outputs = self._call_all(kwargs, columns, completions)
+        logs = RewardLogs()
+        for index in range(len(self.funcs)):  # in the functions' order, whether sync or async
+            logs.merge(outputs[index][1])
+        self.last_logs = self._checked_logs(logs, batch_size)
+
         per_function: dict[str, torch.Tensor] = {}
         raw: dict[str, torch.Tensor] = {}  # float64, for the error message
         total = torch.zeros(batch_size, dtype=torch.float64)
         applicable = torch.zeros(batch_size, dtype=torch.bool)
-        for fn, name, weight in zip(self.funcs, self.names, self.weights):
-            values = self._call_one(fn, name, prompts, completions, completion_ids, columns)
+        for index, (name, weight) in enumerate(zip(self.names, self.weights)):
+            values = self._checked(name, outputs[index][0], prompts, completions)
             rewards = torch.tensor(
                 [math.nan if v is None else v for v in values], dtype=torch.float64
             ).reshape(batch_size)
@@ -184,9 +342,25 @@ class RewardFunctions:
             )
         return total32, per_function
 
-    def _call_one(self, fn, name, prompts, completions, completion_ids, columns) -> list[float | None]:
+    def _call_all(self, kwargs: dict[str, Any], columns: Mapping[str, list], completions: list) -> dict[int, tuple[Any, RewardLogs]]:
+        """Every function's (raw return value, logs) by position: the sync ones one by one, then the async ones
+        together (asyncio.gather), each through the RewardCaller (timeout, workers)."""
+        outputs: dict[int, tuple[Any, RewardLogs]] = {}
+        for index, wrapped in self._sync.items():
+            outputs[index] = self._invoke(wrapped, self.names[index], kwargs, columns, completions)
+        if self._async_group is not None:
+            names = ", ".join(self.names[i] for i in self._async)
+            results = self._invoke(self._async_group, names, kwargs, columns, completions)
+            for index, result in zip(self._async, results):
+                if isinstance(result, BaseException):
+                    raise self._raised(self.names[index], result, columns) from result
+                outputs[index] = result
+        return outputs
+
+    def _invoke(self, wrapped: Callable, name: str, kwargs: dict[str, Any], columns: Mapping[str, list],
+                completions: list) -> Any:
         try:
-            values = self._caller(fn, dict(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns))
+            return self._caller(wrapped, kwargs)
         except RewardTimeout:
             raise RewardError(
                 f"reward function {name} did not return within reward_timeout={self.timeout:g}s on a batch of "
@@ -201,16 +375,38 @@ class RewardFunctions:
         except SystemExit as exc:  # exit() inside a reward would otherwise end the run silently
             raise RewardError(f"reward function {name} called exit({exc.code!r}); return a reward instead.") from None
         except Exception as exc:
-            hint = ""
-            if isinstance(exc, TypeError) and "unexpected keyword argument" in str(exc):
-                hint = " Reward functions receive every dataset column as a keyword; add **kwargs to its signature."
-            elif isinstance(exc, TypeError) and "required" in str(exc) and "argument" in str(exc):
-                hint = (
-                    " Arguments other than prompts/completions/completion_ids come from dataset columns "
-                    f"(available: {', '.join(sorted(columns)) or 'none'}); add the missing column to every row."
-                )
-            raise RewardError(f"reward function {name} raised {type(exc).__name__}: {exc}.{hint}") from exc
+            raise self._raised(name, exc, columns) from exc
 
+    @staticmethod
+    def _raised(name: str, exc: BaseException, columns: Mapping[str, list]) -> RewardError:
+        hint = ""
+        if isinstance(exc, TypeError) and "unexpected keyword argument" in str(exc):
+            hint = (" Reward functions receive every dataset column and TRL's trainer_state, log_extra and "
+                    "log_metric as keywords; add **kwargs to its signature.")
+        elif isinstance(exc, TypeError) and "required" in str(exc) and "argument" in str(exc):
+            hint = (
+                " Arguments other than prompts/completions/completion_ids come from dataset columns "
+                f"(available: {', '.join(sorted(columns)) or 'none'}); add the missing column to every row."
+            )
+        return RewardError(f"reward function {name} raised {type(exc).__name__}: {exc}.{hint}")
+
+    def _checked_logs(self, logs: RewardLogs, batch_size: int) -> RewardLogs:
+        """log_metric values must be numbers and log_extra columns hold one value per completion."""
+        for name, values in logs.metrics.items():
+            for value in values:
+                if isinstance(value, torch.Tensor) and value.numel() == 1:
+                    value = value.item()
+                if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                    raise RewardError(f"log_metric({name!r}, ...) got a {type(value).__name__} ({_shorten(value, 60)}); "
+                                      "log one number per call.")
+            logs.metrics[name] = [float(v.item() if isinstance(v, torch.Tensor) else v) for v in values]
+        for column, values in logs.extra.items():
+            if len(values) != batch_size:
+                raise RewardError(f"log_extra({column!r}, ...) got {len(values)} values in all for a batch of {batch_size} "
+                                  "completions; log one value per completion.")
+        return logs
+
+    def _checked(self, name: str, values: Any, prompts: list, completions: list) -> list[float | None]:
         if values is None:
             raise RewardError(
                 f"reward function {name} returned None instead of a list of {len(completions)} values; "
@@ -252,6 +448,13 @@ class RewardFunctions:
                 )
             checked.append(value)
         return checked
+
+
+def new_trainer_state(**fields: Any) -> Any:
+    """A transformers.TrainerState, the object TRL passes reward functions as trainer_state."""
+    from transformers import TrainerState  # imported on first use: it loads part of transformers' Trainer
+
+    return TrainerState(**fields)
 
 
 def summary_metrics(per_function: Mapping[str, torch.Tensor]) -> dict[str, float]:

@@ -366,4 +366,6 @@ class CountdownTask:
         return [countdown_reward]
 
     def verify(self, completion: str, record: dict) -> bool:
-        return is_solution(countdown_answer(completion), record["numbers"], record["target"])
+        """Whether the reward function (training's judge) gives this completion 1.0."""
+        use_all = [record["use_all"]] if "use_all" in record else None
+        return countdown_reward([completion], numbers=[record["numbers"]], target=[record["target"]], use_all=use_all)[0] == 1.0

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..models import is_peft
+from ..models.loading import local_base_dir
 from ..runs import (
     CHECKPOINT_RE,
     STATE_FILE,
@@ -48,15 +49,46 @@ def load_trainer_state(path: Path) -> dict[str, Any]:
     return load_state(path, ("step", "optimizer", "scheduler", "rng"))
 
 
-def save_model(model: torch.nn.Module, tokenizer, path: Path, merge_lora: bool = False) -> None:
-    """HF layout. With LoRA: the adapter (merge_lora=False) or the merged full model plus adapter/ (True)."""
+def save_model(model: torch.nn.Module, tokenizer, path: Path, merge_lora: bool = False, base_dir: Path | None = None) -> None:
+    """HF layout. With LoRA: the adapter (merge_lora=False) or the merged full model plus adapter/ (True).
+
+    An adapter's adapter_config.json names its base (base_model_name_or_path) as a local directory, so that
+    peft's AutoPeftModelFor...from_pretrained(adapter) loads it offline: the directory the base was loaded
+    from, when from_pretrained rebuilds it from there (local_base_dir), else `base_dir`, where a copy of the
+    base (safetensors and tokenizer) is written once per run: the built-in tiny model, a GGUF file's
+    dequantised weights, a reward model's backbone with its starting head."""
+    if is_peft(model):
+        base = local_base_dir(model) or (save_base_copy(model, tokenizer, base_dir) if base_dir is not None else None)
+        if base is not None:
+            for config in model.peft_config.values():
+                config.base_model_name_or_path = str(base)
     if is_peft(model) and merge_lora:
         model.save_pretrained(path / "adapter")
+        tokenizer.save_pretrained(path / "adapter")  # else AutoPeftModel... looks the tokenizer up on the Hub
         merged = _merged_copy(model)
         merged.save_pretrained(path, safe_serialization=True)
     else:
         model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
+
+
+def save_base_copy(model: torch.nn.Module, tokenizer, base_dir: Path) -> Path:
+    """The LoRA model's base, without its adapter, saved to base_dir (atomically) the first time this
+    process saves the model there; its absolute path."""
+    import copy
+
+    base_dir = Path(base_dir).resolve()
+    if getattr(model, "_rewardlab_base_copy", None) == str(base_dir) and base_dir.is_dir():
+        return base_dir
+
+    def write(tmp: Path) -> None:
+        base = copy.deepcopy(model).unload()  # the adapter layers removed, nothing merged: the base as loaded
+        base.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+    atomic_dir(base_dir, write)
+    model._rewardlab_base_copy = str(base_dir)
+    return base_dir
 
 
 def _merged_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -65,11 +97,14 @@ def _merged_copy(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model).merge_and_unload()
 
 
+BASE_DIR = "base"  # <run_dir>/base: the copy of a LoRA run's base that its adapters name (save_model)
+
+
 def save_checkpoint(
     run_dir: Path, step: int, model, tokenizer, optimizer, scheduler, extra: dict[str, Any], keep: int
 ) -> Path:
     def write(tmp: Path) -> None:
-        save_model(model, tokenizer, tmp)
+        save_model(model, tokenizer, tmp, base_dir=run_dir / BASE_DIR)
         state = {
             "step": step,
             "optimizer": optimizer.state_dict(),
@@ -83,8 +118,10 @@ def save_checkpoint(
 
 
 def save_final(run_dir: Path, model, tokenizer, name: str = "final") -> Path:
-    """final/: loadable with AutoModelForCausalLM.from_pretrained (LoRA merged, adapter in final/adapter)."""
-    return atomic_dir(run_dir / name, lambda tmp: save_model(model, tokenizer, tmp, merge_lora=True))
+    """final/: loadable with AutoModelForCausalLM.from_pretrained (LoRA merged, adapter in final/adapter,
+    loadable with peft's AutoPeftModelForCausalLM.from_pretrained)."""
+    return atomic_dir(run_dir / name, lambda tmp: save_model(model, tokenizer, tmp, merge_lora=True,
+                                                             base_dir=run_dir / BASE_DIR))
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -1,32 +1,109 @@
-"""Held-out accuracy: greedy decoding, then the verifier."""
+"""Held-out evaluation: greedy decoding, then the verifier (accuracy) and the run's reward functions (a mean
+per function), both called exactly as training calls a reward (rewards/calling.py, RewardFunctions).
+
+    judge(records, texts, completion_ids, verify, rewards) -> Judgement     no model: the scoring alone
+    evaluate_policy(model, tokenizer, records, verify, max_new_tokens, rewards) -> Evaluation
+    evaluate_accuracy(...) -> (accuracy, rows)                               the accuracy and per-sample rows
+
+`verify` is a reward function whose 1.0 means correct (inputs.verifier), or None when nothing says what
+correct means: then accuracy is None and only the reward means are reported.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
+
 import torch
 
+from ..rewards.base import RewardFunctions, summary_metrics
 from ..rewards.calling import reward_kwargs
 from ..rollout import HFEngine, SamplingParams
 from .inputs import encode_prompt
 
 
+@dataclass
+class Judgement:
+    """One verdict per completion: correct (None without a verifier), and each reward function's value (NaN
+    where it does not apply)."""
+
+    correct: list[bool] | None
+    rewards: dict[str, list[float]] = field(default_factory=dict)
+    logged: dict[str, float] = field(default_factory=dict)  # the reward functions' log_metric means
+
+    @property
+    def accuracy(self) -> float | None:
+        return None if self.correct is None else sum(self.correct) / max(1, len(self.correct))
+
+    def reward_means(self) -> dict[str, float]:
+        """{name: mean over the completions it applies to} (NaN when it applied to none)."""
+        stats = summary_metrics({name: torch.tensor(values) for name, values in self.rewards.items()})
+        return {name: stats[f"rewards/{name}/mean"] for name in self.rewards}
+
+
+@dataclass
+class Evaluation:
+    accuracy: float | None
+    reward_means: dict[str, float]
+    logged: dict[str, float]
+    rows: list[dict]
+
+    def metrics(self, prefix: str = "eval/") -> dict[str, float]:
+        """eval/accuracy (when there is a verifier), eval/rewards/<name>/mean, and what the reward functions
+        logged with log_metric as eval/<name>."""
+        out = {} if self.accuracy is None else {f"{prefix}accuracy": self.accuracy}
+        out.update({f"{prefix}rewards/{name}/mean": value for name, value in self.reward_means.items()})
+        out.update({f"{prefix}{name}": value for name, value in self.logged.items() if f"{prefix}{name}" not in out})
+        return out
+
+
+def judge(records: list[dict], texts: list[str], completion_ids: list[list[int]], verify,
+          rewards: RewardFunctions | None = None) -> Judgement:
+    """Score completions of `records` as training scores them: the same arguments (reward_kwargs), the same
+    RewardFunctions call. A completion is correct when the verifier gives it at least 1.0."""
+    inputs = reward_kwargs(records, texts, completion_ids)
+    correct = None
+    if verify is not None:
+        _, verdict = RewardFunctions([verify])(**inputs)  # the checks and calling convention of training
+        correct = [bool(v >= 1.0) for v in next(iter(verdict.values())).tolist()]  # NaN (None) is not correct
+    values: dict[str, list[float]] = {}
+    logged: dict[str, float] = {}
+    if rewards is not None:
+        _, per_function = rewards(**inputs)
+        values = {name: tensor.tolist() for name, tensor in per_function.items()}
+        logged = rewards.last_logs.metric_means()
+    return Judgement(correct, values, logged)
+
+
 @torch.no_grad()
-def evaluate_accuracy(
-    model, tokenizer, records: list[dict], verify, max_new_tokens: int, batch_rows: int = 512
-) -> tuple[float, list[dict]]:
-    """Greedy accuracy on `records`; returns (accuracy, per-sample rows with prompt/completion/correct)."""
+def evaluate_policy(model, tokenizer, records: list[dict], verify, max_new_tokens: int,
+                    rewards: RewardFunctions | None = None, batch_rows: int = 512) -> Evaluation:
+    """Greedy completions of `records`, judged by the verifier and the reward functions (see judge)."""
+    if not records:
+        return Evaluation(None, {}, {}, [])
     engine = HFEngine(model, tokenizer, max_batch_rows=batch_rows)
     prompts = [encode_prompt(r["prompt"], tokenizer)[0] for r in records]
     rollout = engine.generate(prompts, 1, SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0))
     texts = rollout.completions_text
-    kwargs = reward_kwargs(records, texts, rollout.completion_ids.tolist())
-    record_columns = kwargs.pop("columns")
-    scores = verify(**kwargs, **record_columns)  # a task's verifier takes the columns as keywords
-    correct = [s is not None and s >= 1.0 for s in scores]
-    rows = [
-        {"prompt": r["prompt"], "completion": t, "answer": r.get("answer"), "correct": c}
-        for r, t, c in zip(records, texts, correct)
-    ]
-    return sum(correct) / max(1, len(correct)), rows
+    ids = [row[mask.bool()].tolist() for row, mask in zip(rollout.completion_ids, rollout.completion_mask)]
+    verdict = judge(records, texts, ids, verify, rewards)
+    rows = []
+    for i, (record, text) in enumerate(zip(records, texts)):
+        row = {"prompt": record["prompt"], "completion": text, "answer": record.get("answer"),
+               "correct": None if verdict.correct is None else verdict.correct[i]}
+        if verdict.rewards:
+            row["rewards"] = {name: (None if math.isnan(v[i]) else v[i]) for name, v in verdict.rewards.items()}
+        rows.append(row)
+    return Evaluation(verdict.accuracy, verdict.reward_means(), verdict.logged, rows)
+
+
+@torch.no_grad()
+def evaluate_accuracy(
+    model, tokenizer, records: list[dict], verify, max_new_tokens: int, batch_rows: int = 512
+) -> tuple[float | None, list[dict]]:
+    """Greedy accuracy on `records`; returns (accuracy, per-sample rows with prompt/completion/correct)."""
+    result = evaluate_policy(model, tokenizer, records, verify, max_new_tokens, batch_rows=batch_rows)
+    return result.accuracy, result.rows
 
 
 @torch.no_grad()
@@ -44,9 +121,7 @@ def evaluate_diversity(
     rollout = engine.generate(prompts, n, SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature))
     expanded = [r for r in records for _ in range(n)]
     texts = rollout.completions_text
-    kwargs = reward_kwargs(expanded, texts, rollout.completion_ids.tolist())
-    record_columns = kwargs.pop("columns")
-    scores = verify(**kwargs, **record_columns)
-    correct = [s is not None and s >= 1.0 for s in scores]
+    ids = [row[mask.bool()].tolist() for row, mask in zip(rollout.completion_ids, rollout.completion_mask)]
+    correct = judge(expanded, texts, ids, verify).correct
     samples = [([answer_of(t) for t in texts[i * n : (i + 1) * n]], correct[i * n : (i + 1) * n]) for i in range(len(records))]
     return diversity_metrics(samples, ks)

@@ -13,20 +13,30 @@ the optimizer steps), setup.py (run directory, model, checkpoints).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from functools import partial
 
 import torch
 
 from ..algos import group_stats
-from ..config import GRPOConfig
+from ..config import ConfigError, GRPOConfig
+from ..models.loading import load_tokenizer
 from ..monitor import format_table, progress, reward_length_correlation
 from ..rewards import RewardFunctions, summary_metrics
 from ..rollout import ENGINES, SamplingParams
 from . import gather
 from .batches import PromptStream, ScoredBatch, TaskRollouts, dynamic_sample
 from .env_rollouts import EnvRollouts, env_seed_records
-from .inputs import eval_records, preflight_rewards, reward_functions, task_of, train_records, verifier
+from .inputs import (
+    eval_records,
+    eval_source,
+    preflight_rewards,
+    reward_functions,
+    task_of,
+    train_records,
+    verifier,
+)
 from .lifecycle import finish_run, fit_prompt_length, grad_step, managed_run, start_run
 from .policy_update import LoopParts, UpdateResult, loss_plan, update_policy
 
@@ -47,6 +57,22 @@ def warmup_advice(cfg: GRPOConfig) -> str | None:
     return None
 
 
+def check_processes(cfg: GRPOConfig, plan) -> None:
+    """Under torchrun: what the loop does not yet run over several processes is refused before anything starts."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return
+    unsupported = [name for name, used in (("a critic (advantage=gae)", plan.estimator.needs_values),
+                                           (f"objective={cfg.objective}", cfg.objective != "policy_gradient"),
+                                           ("dynamic_sampling", cfg.dynamic_sampling), ("env", bool(cfg.env))) if used]
+    if unsupported:
+        raise ConfigError(f"over {world} processes the online loop does not support yet: {', '.join(unsupported)}; "
+                          "run it in one process")
+    if cfg.prompts_per_step % world:
+        raise ConfigError(f"{cfg.prompts_per_step} prompts per step (batch_size / num_generations) do not split over "
+                          f"{world} processes; use a multiple of {world}")
+
+
 @managed_run
 def train_grpo(cfg: GRPOConfig) -> dict:
     # Everything a user can get wrong is checked before the run directory or the model exist.
@@ -61,11 +87,15 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         rewards_fn = reward_functions(cfg) if cfg.reward_funcs or not cfg.reward_model else None
         gold_fn = RewardFunctions(task_of(cfg).reward_functions()) if cfg.reward_model and not cfg.dataset else None
         records = train_records(cfg, n_records)
-        for fns in (rewards_fn, gold_fn):
+        # held-out data: the user's eval_dataset, the task's split when the user gave no data, else none
+        verify, held_out = verifier(cfg), (eval_records(cfg) if eval_source(cfg) else [])
+        tokenizer = load_tokenizer(cfg.model)  # the pre-flight's completion_ids are the policy's tokens
+        for fns, rows in ((rewards_fn, records), (gold_fn, records), (rewards_fn, held_out),
+                          (verify and RewardFunctions([verify]), held_out)):  # evaluation calls these on held_out
             if fns is not None:
-                preflight_rewards(fns, records)
-        verify, held_out = verifier(cfg), eval_records(cfg)
+                preflight_rewards(fns, rows, tokenizer=tokenizer)
 
+    check_processes(cfg, plan)
     ctx = start_run(cfg)
     model, tok = ctx.model, ctx.tokenizer
     fit_prompt_length(cfg, model)
@@ -82,18 +112,22 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         source = TaskRollouts(cfg, model, engine, sampling, tok, rewards_fn, parts.scorer, gold_fn, held_out, verify, device)
     gold_window: list[tuple[float, float, float]] = []  # (gold, proxy, sequence KL) per step since the last evaluation
 
-    initial_eval = None
+    initial_eval, initial = None, {}
     if ctx.start_step == 0:
         initial = eval_metrics(source)
-        initial_eval = initial["eval/accuracy"]
-        ctx.logger.log(0, initial)
+        initial_eval = initial.get("eval/accuracy")
+        if initial:  # nothing when there is no held-out data
+            ctx.logger.log(0, initial)
     t_start, bar = time.time(), progress(cfg.max_steps, cfg.method)
     bar.update(ctx.start_step)
     for step in range(ctx.start_step, cfg.max_steps):
         t0 = time.time()
+        if rewards_fn is not None:  # TRL's trainer_state: optimizer steps done, passes over the prompts
+            rewards_fn.at_step(step, epoch=prompts.cursor / max(1, len(prompts.records)))
         # 1. rollout and 2. rewards (DAPO dynamic sampling keeps only groups whose rewards differ)
         model.eval()
-        batch = source.rollout_and_score(prompts.next(cfg.prompts_per_step))
+        records, first = gather.current().shard(prompts.next(cfg.prompts_per_step))  # over processes: a slice
+        batch = source.rollout_and_score(records).from_prompt(first)
         zero_var_fraction = group_stats(*gather.current().rows(batch.rewards, batch.rollout.group_index))[2]
         if cfg.dynamic_sampling:
             batch = dynamic_sample(cfg, batch, source, prompts, tok.pad_token_id)
@@ -111,6 +145,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             gold_window.append((float(torch.cat(batch.gold).nanmean()), float(batch.per_function["reward_model"].mean()), sequence_kl))
             metrics["gold_reward"] = gold_window[-1][0]
         if cfg.eval_steps and done % cfg.eval_steps == 0 and done < cfg.max_steps:
+            if rewards_fn is not None:
+                rewards_fn.at_step(done)  # evaluation's trainer_state: the steps done
             metrics.update(eval_metrics(source))
         # the monitor's first point is the starting policy (step 1's samples, KL 0), then every eval_steps
         if parts.monitor is not None and gold_window and cfg.eval_steps and (done == 1 or done % cfg.eval_steps == 0):
@@ -120,7 +156,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         ctx.logger.log(done, metrics)
         if cfg.logging_steps and done % cfg.logging_steps == 0:
             ctx.logger.log_samples(done, [
-                {"prompt": batch.records[i]["prompt"], "completion": batch.rollout.completions_text[i], "reward": float(batch.rewards[i])}
+                {"prompt": batch.records[i]["prompt"], "completion": batch.rollout.completions_text[i], "reward": float(batch.rewards[i]),
+                 **{column: values[i] for column, values in batch.logs.extra.items()}}  # the rewards' log_extra columns
                 for i in range(min(cfg.num_samples_logged, len(batch)))
             ])
         bar.update(1)
@@ -130,16 +167,23 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     train_time = time.time() - t_start
 
     model.eval()
+    if rewards_fn is not None:
+        rewards_fn.at_step(cfg.max_steps)
     accuracy, rows = source.evaluate()
+    final = eval_extra(source)
+    evaluated = eval_summary(cfg, verify, initial, {**final, **({} if accuracy is None else {"eval/accuracy": accuracy})})
     summary = finish_run(ctx, cfg.max_steps, rows, {
         "method": cfg.method,
         "steps": cfg.max_steps,
         "eval_accuracy_before": initial_eval,
         "eval_accuracy": accuracy,
+        **evaluated,
         "train_time_s": train_time,
         **({"env_eval": source.last_eval} if cfg.env else {}),
-    }, env_metrics(source))
-    print(format_table([[cfg.method, initial_eval, accuracy, f"{train_time:.0f}s"]], ["method", "accuracy before", "after", "time"]))
+    }, final)
+    if gather.current().is_main:  # over several processes: printed once
+        print(format_table([[cfg.method, initial_eval, accuracy, f"{train_time:.0f}s"]], ["method", "accuracy before", "after", "time"]))
+        print(eval_line(evaluated))
     return summary
 
 
@@ -148,26 +192,57 @@ def env_metrics(source) -> dict[str, float]:
     return {f"eval/env/{k}": v for k, v in source.last_eval.items()}
 
 
+def eval_extra(source) -> dict[str, float]:
+    """The latest evaluation's metrics besides eval/accuracy: each reward function's held-out mean
+    (eval/rewards/<name>/mean, a task) or the environment's own metrics (eval/env/...)."""
+    return {**getattr(source, "last_rewards", {}), **env_metrics(source)}
+
+
 def eval_metrics(source) -> dict[str, float]:
-    """The held-out score as eval/accuracy, plus the environment's own metrics."""
+    """The held-out score as eval/accuracy (absent when no verifier says what correct means), each reward
+    function's mean, and the environment's own metrics; {} when there is no held-out data."""
     score, _ = source.evaluate()
-    return {"eval/accuracy": score, **env_metrics(source)}
+    return {**({} if score is None else {"eval/accuracy": score}), **eval_extra(source)}
+
+
+def eval_summary(cfg: GRPOConfig, verify, before: dict[str, float], after: dict[str, float]) -> dict:
+    """What the summary says about evaluation: the held-out data, what decided correct (the verifier's name),
+    and each reward function's held-out mean before and after training."""
+    from ..rewards.base import _function_name
+
+    means = lambda metrics: {k[len("eval/rewards/"):-len("/mean")]: v for k, v in metrics.items()  # noqa: E731
+                             if k.startswith("eval/rewards/") and k.endswith("/mean")}
+    source = eval_source(cfg)
+    return {
+        "eval_data": source or "none: a dataset without eval_dataset (set eval_dataset to evaluate)",
+        "eval_verifier": "the environment's score" if cfg.env else (_function_name(verify) if verify is not None and source else None),
+        "eval_rewards_before": means(before),
+        "eval_rewards": means(after),
+    }
+
+
+def eval_line(evaluated: dict) -> str:
+    """One line under the results table: which data, what counted as correct, the reward means."""
+    verifier_text = f"accuracy by {evaluated['eval_verifier']}" if evaluated["eval_verifier"] else "no verifier: no accuracy"
+    rewards = ", ".join(f"{name} {evaluated['eval_rewards_before'].get(name, float('nan')):.3f} -> {value:.3f}"
+                        for name, value in evaluated["eval_rewards"].items())
+    return f"held-out: {evaluated['eval_data']}; {verifier_text}" + (f"; reward means {rewards}" if rewards else "")
 
 
 def step_metrics(cfg: GRPOConfig, ctx, batch: ScoredBatch, update: UpdateResult, zero_var_fraction: float,
                  t_generate: float, t0: float) -> dict[str, float]:
     """What moves, so "loss is 0" never hides whether learning happens."""
     rollout = batch.rollout
-    rewards, group_index = gather.current().rows(batch.rewards, rollout.group_index)
-    lengths = rollout.completion_lengths.float()
+    rewards, group_index, lengths = gather.current().rows(batch.rewards, rollout.group_index,
+                                                          rollout.completion_lengths.float().to(batch.rewards.device))
     generated = int(rollout.completion_mask.sum())
-    return {
+    metrics = {
         "reward": float(rewards.mean()),
         "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
         **summary_metrics(batch.per_function),
         **update.stats,
         **update.token_stats,
-        "reward_length_corr": reward_length_correlation(rewards.tolist(), rollout.completion_lengths.tolist()),
+        "reward_length_corr": reward_length_correlation(rewards.tolist(), lengths.tolist()),
         "zero_variance_groups": zero_var_fraction,
         # after dynamic sampling: the groups actually trained on (0 unless it gave up refilling)
         "zero_variance_groups_trained": group_stats(rewards, group_index)[2],
@@ -184,3 +259,6 @@ def step_metrics(cfg: GRPOConfig, ctx, batch: ScoredBatch, update: UpdateResult,
         "time/train": update.seconds,
         "time/step": time.time() - t0,
     }
+    # the reward functions' log_metric values, averaged over the step (a name taken by a metric above gets a prefix)
+    logged = {(f"log_metric/{name}" if name in metrics else name): value for name, value in batch.logs.metric_means().items()}
+    return {**metrics, **logged}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -191,7 +192,8 @@ def minibatch_loss(cfg, plan: LossPlan, parts: LoopParts, model, batch: ScoredBa
     logp, entropy = parts.logprobs(t.input_ids[rows], t.attention[rows], t.C, cfg.temperature, **sampler_filter(cfg))
     old = t.old_logp[rows] if t.old_logp is not None else logp.detach()
     options = {arg: getattr(cfg, name) for arg, name in getattr(plan.policy_loss_fn, "options", {}).items()}  # sapo's temperatures
-    per_token, loss_metrics = plan.policy_loss_fn(logp, old, advantages[rows], mask, cfg.epsilon, cfg.epsilon_high or None, **options)
+    policy_loss = partial(plan.policy_loss_fn, **options)
+    per_token, loss_metrics = policy_loss(logp, old, advantages[rows], mask, cfg.epsilon, cfg.epsilon_high or None)
     loss_metrics["approx_kl"] = approx_kl(logp, old, mask)
     objective = plan.objective
     if objective.token_loss is not None:  # sdpo, srpo

@@ -1,4 +1,5 @@
-"""The DPO family: DPO, IPO, cDPO and SimPO on preference pairs, KTO on labelled single completions
+"""The DPO family: DPO, IPO, cDPO, hinge, APO and SimPO on preference pairs (alone or as a weighted sum,
+with RPO's NLL term on the chosen replies), KTO on labelled single completions
 (docs/algorithms.md#preference-losses).
 
 pairs -> policy log-probs of chosen and rejected (one forward) -> reference log-probs (on the fly, or
@@ -96,14 +97,20 @@ def step_loss(cfg: DPOConfig, model, encoded: EncodedRows, rows: list[int], pad_
         return losses.mean(), metrics
     logps = sequence_logps(model, input_ids, attention, completion_mask)
     chosen, rejected = logps[:n], logps[n:]
-    opts = {}
-    if cfg.loss_type == "simpo":
-        lengths = completion_mask.sum(-1)
+    lengths, types, opts = completion_mask.sum(-1), cfg.loss_types, {}
+    if "simpo" in types:
         opts = {"chosen_lengths": lengths[:n], "rejected_lengths": lengths[n:], "gamma": cfg.simpo_gamma}
+    if "sft" in types or cfg.rpo_alpha:  # the chosen replies' NLL (a token mean over the batch)
+        opts["chosen_lengths"] = lengths[:n]
+    if cfg.loss_weights:
+        opts["loss_weights"] = cfg.loss_weights
+    if cfg.rpo_alpha:
+        opts["rpo_alpha"] = cfg.rpo_alpha
     ref_chosen, ref_rejected = (None, None) if ref is None else (ref[:n], ref[n:])
     losses, chosen_rewards, rejected_rewards = preference_loss(
         chosen, rejected, ref_chosen, ref_rejected, cfg.beta, cfg.loss_type, cfg.label_smoothing, **opts
     )
+    nll = {"nll_loss": float(-chosen.detach().sum() / lengths[:n].sum())} if "chosen_lengths" in opts else {}
     metrics = {
         "rewards/chosen": float(chosen_rewards.mean()),
         "rewards/rejected": float(rejected_rewards.mean()),
@@ -111,6 +118,7 @@ def step_loss(cfg: DPOConfig, model, encoded: EncodedRows, rows: list[int], pad_
         "rewards/margins": float((chosen_rewards - rejected_rewards).mean()),
         "logps/chosen": float(chosen.detach().mean()),
         "logps/rejected": float(rejected.detach().mean()),
+        **nll,
     }
     return losses.mean(), metrics
 
@@ -136,7 +144,7 @@ def evaluate_pairs(cfg: DPOConfig, model, encoded: EncodedRows, pad_id: int, ref
 def _as_sigmoid(cfg: DPOConfig) -> DPOConfig:
     import dataclasses
 
-    return dataclasses.replace(cfg, loss_type="sigmoid", label_smoothing=0.0)
+    return dataclasses.replace(cfg, loss_type="sigmoid", label_smoothing=0.0, loss_weights=[], rpo_alpha=0.0)
 
 
 @managed_run
@@ -153,7 +161,8 @@ def train_dpo(cfg: DPOConfig) -> dict:
     pad_id = tok.pad_token_id
     encoded = encode_records(records, tok, cfg.max_length, cfg.max_prompt_length, source=cfg.dataset or "training records")
     encoded_eval = encode_records(held_out, tok, cfg.max_length, cfg.max_prompt_length, source=cfg.eval_dataset or "held-out pairs")
-    reference = FrozenReference(model, cfg) if cfg.loss_type != "simpo" else None
+    needs_reference = not set(cfg.loss_types) <= {"simpo", "sft"}  # simpo and the NLL term have no reference
+    reference = FrozenReference(model, cfg) if needs_reference else None
     ref_train = ref_eval = reference
     if reference is not None and cfg.precompute_ref_log_probs:
         ref_train = precompute_reference(reference, encoded, pad_id, kto)
@@ -211,5 +220,5 @@ def train_dpo(cfg: DPOConfig) -> dict:
         table += [["gold score of samples (0-5)", after["reference_gold_mean"], after["gold_mean"]],
                   ["win rate vs the starting model", 0.5, after["win_rate"]]]
     summary = finish_run(ctx, cfg.max_steps, rows, summary)
-    print(format_table(table, [f"{cfg.method} ({cfg.loss_type})", "before", "after"]))
+    print(format_table(table, [f"{cfg.method} ({'+'.join(cfg.loss_types)})", "before", "after"]))
     return summary

@@ -23,6 +23,7 @@ from ..data import (
     validate_unpaired_records,
 )
 from ..data.collate import collate
+from ..data.sources import check_resumed_data, use_sources
 from .inputs import task_of
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,11 @@ def is_paired(records: list[dict]) -> bool:
 
 def preference_records(cfg: CommonConfig, n: int, unpaired: bool = False, split: str = "train") -> list[dict]:
     """Validated training (split "train") or held-out (split "tune" or "test") records: {prompt, chosen,
-    rejected}, or with unpaired=True {prompt, completion, label} (paired data is split with `unpair`)."""
+    rejected}, or with unpaired=True {prompt, completion, label} (paired data is split with `unpair`).
+    The dataset may be a file or data passed from Python (rewardlab/data/sources.py)."""
+    use_sources(cfg)
+    if split == "train":
+        check_resumed_data(cfg)
     path = cfg.dataset if split == "train" else cfg.eval_dataset
     if path:
         records = load_records(path)
