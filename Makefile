@@ -20,8 +20,10 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/rewardlab demo
 
+# one test file per worker process (module fixtures are built once); TEST_WORKERS=0 runs in this process
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -q -m "not slow and not gpu"
+	$(PY) -m pytest -q -m "not slow and not gpu" $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 # break the library on purpose, one known way at a time (tools/mutations.py), and list the tests that notice
 mutate: install
