@@ -27,13 +27,13 @@ from rewardlab.classic.envs import EpisodeTracker, action_spec, make_vec_env, ob
 from rewardlab.classic.networks import ActorCritic
 from rewardlab.classic.policies import ActorCriticPolicy
 from rewardlab.classic.returns import explained_variance, gae
-from rewardlab.classic.risk import RolloutRisk, check_options
+from rewardlab.classic.risk import RiskOptions, RolloutRisk, check_options
 from rewardlab.classic.rollouts import collect_rollout
 from rewardlab.classic.runs import History, Run
 
 
 @dataclass
-class PPOConfig(RunConfig):
+class PPOConfig(RiskOptions, RunConfig):
     algo = "ppo"
 
     num_envs: int = 4
@@ -70,27 +70,6 @@ class PPOConfig(RunConfig):
     """Hidden widths of the actor and of the (separate) critic."""
     activation: str = "tanh"
     """'tanh' or 'relu'."""
-    mv_coef: float = 0.0
-    """Mean-variance: lambda of J = E[R] - lambda * Var[R], R the episode return; adds -lambda * (R - mu)^2 to each
-    episode's last reward, mu the mean of the last risk_window returns (rewardlab/classic/risk.py). 0 = off."""
-    cvar_coef: float = 0.0
-    """Mean-CVaR: beta of J = E[R] + beta * CVaR_alpha[R]; adds -(beta / alpha) * max(VaR - R, 0) to each
-    episode's last reward, VaR the alpha-quantile of the last risk_window returns (Tamar et al. 2015). 0 = off."""
-    cvar_alpha: float = 0.05
-    """The CVaR tail level alpha (used when cvar_coef > 0): the worst alpha fraction of episodes."""
-    risk_window: int = 100
-    """Finished episodes whose returns estimate the mean (mv_coef) and the VaR (cvar_coef)."""
-    lagrange_limit: float | None = None
-    """Lagrangian constraint: the soft limit on |info[lagrange_key]|; rewards become (r - multiplier * 1{|value| > limit})
-    / (1 + multiplier) and the multiplier follows dual ascent on the fraction of steps over the limit. None = off."""
-    lagrange_key: str = "inventory"
-    """The info entry the Lagrangian constrains (its value after each step)."""
-    lagrange_budget: float = 0.0
-    """Allowed fraction of steps over lagrange_limit: the constraint is E[1{|value| > limit}] <= budget."""
-    lagrange_lr: float = 0.01
-    """Dual ascent step: multiplier <- max(0, multiplier + lagrange_lr * (fraction over the limit - budget)) per update."""
-    lagrange_init: float = 0.0
-    """The multiplier's starting value."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

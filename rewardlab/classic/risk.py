@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -96,6 +97,33 @@ def dual_ascent(multiplier: float, cost: float, budget: float, lr: float) -> flo
 
 
 # --- the stateful part, used by the training loops --------------------------------------------------------------
+
+
+@dataclass
+class RiskOptions:
+    """The risk-sensitive settings PPO and A2C share (all off by default); checked by check_options."""
+
+    mv_coef: float = 0.0
+    """Mean-variance: lambda of J = E[R] - lambda * Var[R], R the episode return; adds -lambda * (R - mu)^2 to each
+    episode's last reward, mu the mean of the last risk_window returns (rewardlab/classic/risk.py). 0 = off."""
+    cvar_coef: float = 0.0
+    """Mean-CVaR: beta of J = E[R] + beta * CVaR_alpha[R]; adds -(beta / alpha) * max(VaR - R, 0) to each
+    episode's last reward, VaR the alpha-quantile of the last risk_window returns (Tamar et al. 2015). 0 = off."""
+    cvar_alpha: float = 0.05
+    """The CVaR tail level alpha (used when cvar_coef > 0): the worst alpha fraction of episodes."""
+    risk_window: int = 100
+    """Finished episodes whose returns estimate the mean (mv_coef) and the VaR (cvar_coef)."""
+    lagrange_limit: float | None = None
+    """Lagrangian constraint: the soft limit on |info[lagrange_key]|; rewards become (r - multiplier * 1{|value| > limit})
+    / (1 + multiplier) and the multiplier follows dual ascent on the fraction of steps over the limit. None = off."""
+    lagrange_key: str = "inventory"
+    """The info entry the Lagrangian constrains (its value after each step)."""
+    lagrange_budget: float = 0.0
+    """Allowed fraction of steps over lagrange_limit: the constraint is E[1{|value| > limit}] <= budget."""
+    lagrange_lr: float = 0.01
+    """Dual ascent step: multiplier <- max(0, multiplier + lagrange_lr * (fraction over the limit - budget)) per update."""
+    lagrange_init: float = 0.0
+    """The multiplier's starting value."""
 
 
 class InfoRecorder(VectorWrapper):
