@@ -1,7 +1,7 @@
-"""Classic reinforcement learning on Gymnasium: Q-learning, DQN, REINFORCE, A2C, PPO.
+"""Classic reinforcement learning on Gymnasium: Q-learning, DQN, REINFORCE, A2C, PPO, SAC.
 
 Independent of the language-model stack. Each algorithm is one file that reads top to bottom
-(`q_learning.py`, `dqn.py`, `reinforce.py`, `a2c.py`, `ppo.py`), over a few shared modules:
+(`q_learning.py`, `dqn.py`, `reinforce.py`, `a2c.py`, `ppo.py`, `sac.py`), over a few shared modules:
 envs (construction, observation encoding, episode stats), networks, policies (act/save/load),
 returns (GAE, returns-to-go), rollouts, replay, runs (run directory, checkpoints, resume), evaluate.
 
@@ -13,4 +13,4 @@ Command line: `rewardlab classic <algo> --env ENV_ID [key=value ...]` and `rewar
 (or `python -m rewardlab.classic.cli ...`). docs/classic.md has the details and measured results.
 """
 
-ALGORITHMS = ("q_learning", "dqn", "reinforce", "a2c", "ppo")
+ALGORITHMS = ("q_learning", "dqn", "reinforce", "a2c", "ppo", "sac")

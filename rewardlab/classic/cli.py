@@ -39,6 +39,7 @@ for _name, _config_class in [
     ("reinforce", "ReinforceConfig"),
     ("a2c", "A2CConfig"),
     ("ppo", "PPOConfig"),
+    ("sac", "SACConfig"),
 ]:
     ALGORITHMS.add(_name, (f"rewardlab.classic.{_name}", _config_class))
 

@@ -1,4 +1,5 @@
-"""The two network shapes the classic algorithms need: a Q-network and a separate actor + critic.
+"""The network shapes the classic algorithms need: a Q-network, a separate actor + critic, and SAC's
+tanh-squashed Gaussian actor with its state-action critic.
 
 Both take already-encoded float32 observations (see envs.encode_obs) and keep the constructor
 arguments in `self.spec`, so a saved state dict can be rebuilt into the same module.
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rewardlab.classic.envs import obs_dim
@@ -145,6 +147,75 @@ class ActorCritic(nn.Module):
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         out = self.fast_actor(obs)
         return out.argmax(1) if self.discrete else out
+
+
+class SquashedGaussianActor(nn.Module):
+    """SAC's actor (Haarnoja et al. 2018): obs -> mean and log-std of a diagonal Gaussian over u, and the
+    action is a = tanh(u) in [-1, 1]^d; `to_env_box` rescales it to the env's bounds. One output layer of
+    width 2d holds [mean, log_std], the same function as SB3's two heads on a shared latent. log_std is
+    clamped to [-20, 2] (SB3). Needs finite Box bounds."""
+
+    LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+    def __init__(self, obs_spec: dict[str, Any], action_spec: dict[str, Any], hidden_sizes=(256, 256), activation="relu"):
+        super().__init__()
+        if action_spec["kind"] != "box":
+            raise ValueError(f"a squashed Gaussian actor needs a Box action space, got {action_spec['kind']}")
+        if not (np.all(np.isfinite(action_spec["low"])) and np.all(np.isfinite(action_spec["high"]))):
+            raise ValueError(f"a squashed Gaussian actor needs finite action bounds, got {action_spec['low']}..{action_spec['high']}")
+        self.spec = {"obs_spec": obs_spec, "action_spec": action_spec, "hidden_sizes": list(hidden_sizes), "activation": activation}
+        self.dim = action_spec["dim"]
+        self.net = mlp(obs_dim(obs_spec), tuple(hidden_sizes), 2 * self.dim, activation, out_gain=None)
+        self.fast = NumpyMLP(self.net)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, log_std) of u, each [B, d]."""
+        out = self.net(obs)
+        return out[:, : self.dim], out[:, self.dim:].clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised sample a = tanh(mean + std * eps) in [-1, 1] and its log-probability [B]
+        (gradients flow through both: SAC's actor and entropy losses need them)."""
+        mean, log_std = self(obs)
+        u = mean + log_std.exp() * torch.randn_like(mean)
+        return torch.tanh(u), squashed_gaussian_log_prob(u, mean, log_std)
+
+    def act(self, obs: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Actions in [-1, 1] for a batch of encoded observations through the numpy twin: tanh(mean)
+        (rng None, the greedy action) or a sample with the caller's Generator."""
+        out = self.fast(obs)
+        mean = out[:, : self.dim]
+        if rng is None:
+            return np.tanh(mean)
+        log_std = np.clip(out[:, self.dim:], self.LOG_STD_MIN, self.LOG_STD_MAX)
+        return np.tanh(mean + np.exp(log_std) * rng.standard_normal(mean.shape)).astype(np.float32)
+
+
+def squashed_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log pi(tanh(u)) = log N(u; mean, std) - sum_i log(1 - tanh(u_i)^2), the change of variables through
+    tanh, summed over action dimensions -> [B]. log(1 - tanh(u)^2) is computed as
+    2 (log 2 - u - softplus(-2u)), exact and finite for large |u| (SB3 adds 1e-6 inside the log instead).
+    The density is over the [-1, 1] action (as in SB3), not over the rescaled env action."""
+    gaussian = (-0.5 * ((u - mean) / log_std.exp()).pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+    log_det = (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+    return gaussian - log_det
+
+
+def to_env_box(actions: np.ndarray, action_spec: dict[str, Any]) -> np.ndarray:
+    """[-1, 1] actions -> the env's [low, high]: low + (a + 1) / 2 * (high - low)."""
+    low, high = np.asarray(action_spec["low"], np.float32), np.asarray(action_spec["high"], np.float32)
+    return (low + (np.asarray(actions, np.float32) + 1.0) * 0.5 * (high - low)).astype(np.float32)
+
+
+class StateActionCritic(nn.Module):
+    """Q(obs, a) for Box actions: an MLP on [obs, a] -> one value. SAC trains two of them."""
+
+    def __init__(self, obs_spec: dict[str, Any], action_spec: dict[str, Any], hidden_sizes=(256, 256), activation="relu"):
+        super().__init__()
+        self.net = mlp(obs_dim(obs_spec) + action_spec["dim"], tuple(hidden_sizes), 1, activation, out_gain=None)
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, actions], dim=-1)).squeeze(-1)
 
 
 def to_env_actions(actions: np.ndarray, action_spec: dict[str, Any]) -> np.ndarray:

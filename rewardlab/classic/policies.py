@@ -4,9 +4,9 @@
     policy.act(obs)                      # greedy action for a raw Gymnasium observation
     policy.save("my_policy.pt"); load_policy("my_policy.pt").act(obs)
 
-Three kinds share the `Policy` interface: a Q-table (q_learning), a Q-network (dqn) and an
-actor-critic (reinforce, a2c, ppo). The file is a plain torch.save of tensors, lists and strings,
-loaded with weights_only=True.
+Four kinds share the `Policy` interface: a Q-table (q_learning), a Q-network (dqn), an
+actor-critic (reinforce, a2c, ppo) and a tanh-squashed Gaussian actor (sac). The file is a plain
+torch.save of tensors, lists and strings, loaded with weights_only=True.
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ import numpy as np
 import torch
 
 from rewardlab.classic.envs import encode_obs
-from rewardlab.classic.networks import ActorCritic, QNetwork, to_env_actions
+from rewardlab.classic.networks import (
+    ActorCritic,
+    QNetwork,
+    SquashedGaussianActor,
+    to_env_actions,
+    to_env_box,
+)
 
 FORMAT = "rewardlab.classic.policy/1"
 
@@ -90,6 +96,25 @@ class ActorCriticPolicy:
         _save(path, self.kind, self.agent.spec, self.agent.state_dict())
 
 
+class SquashedGaussianPolicy:
+    """SAC's actor: tanh(mean) rescaled to the action bounds when deterministic, a squashed sample otherwise."""
+
+    kind = "squashed_gaussian"
+
+    def __init__(self, actor: SquashedGaussianActor, rng: np.random.Generator | None = None):
+        self.actor = actor
+        self.rng = rng or np.random.default_rng()
+
+    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        spec = self.actor.spec
+        encoded = encode_obs(np.asarray(obs)[None], spec["obs_spec"])
+        actions = self.actor.act(encoded, None if deterministic else self.rng)
+        return to_env_box(actions, spec["action_spec"])[0]
+
+    def save(self, path: str | Path) -> None:
+        _save(path, self.kind, self.actor.spec, self.actor.state_dict())
+
+
 def _save(path: str | Path, kind: str, spec: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
     torch.save({"format": FORMAT, "kind": kind, "spec": spec, "state_dict": state}, path)
 
@@ -109,4 +134,8 @@ def load_policy(path: str | Path) -> Policy:
         agent = ActorCritic(**spec)
         agent.load_state_dict(state)
         return ActorCriticPolicy(agent)
-    raise ValueError(f"{path}: unknown policy kind {kind!r}; valid: tabular, q_network, actor_critic")
+    if kind == "squashed_gaussian":
+        actor = SquashedGaussianActor(**spec)
+        actor.load_state_dict(state)
+        return SquashedGaussianPolicy(actor)
+    raise ValueError(f"{path}: unknown policy kind {kind!r}; valid: tabular, q_network, actor_critic, squashed_gaussian")

@@ -1,4 +1,4 @@
-"""A fixed-size circular replay buffer of (obs, action, reward, next_obs, terminated) for DQN."""
+"""A fixed-size circular replay buffer of (obs, action, reward, next_obs, terminated) for DQN and SAC."""
 
 from __future__ import annotations
 
@@ -13,19 +13,25 @@ class ReplayBuffer:
 
     `next_obs` is the state the env actually reached (the final observation when an episode ended), and
     only `terminated` (not truncated) zeroes the bootstrap: a time limit is not a terminal state.
+
+    Actions are int64 indices by default (DQN); `action_dim=d` stores float32 vectors of length d
+    instead (SAC's Box actions).
     """
 
-    def __init__(self, capacity: int, obs_dim: int):
+    def __init__(self, capacity: int, obs_dim: int, action_dim: int | None = None):
         self.capacity = capacity
         self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
         self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.actions = np.zeros(capacity, dtype=np.int64)
+        if action_dim is None:
+            self.actions = np.zeros(capacity, dtype=np.int64)
+        else:
+            self.actions = np.zeros((capacity, action_dim), dtype=np.float32)
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.terminated = np.zeros(capacity, dtype=np.float32)
         self.position = 0  # next slot to write
         self.size = 0
 
-    def add(self, obs: np.ndarray, action: int, reward: float, next_obs: np.ndarray, terminated: bool) -> None:
+    def add(self, obs: np.ndarray, action: int | np.ndarray, reward: float, next_obs: np.ndarray, terminated: bool) -> None:
         slot = self.position
         self.obs[slot] = obs
         self.next_obs[slot] = next_obs

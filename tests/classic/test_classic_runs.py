@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from rewardlab.classic import a2c, dqn, ppo, q_learning, reinforce
+from rewardlab.classic import a2c, dqn, ppo, q_learning, reinforce, sac
 from rewardlab.classic.cli import main
 from rewardlab.classic.config import ConfigError, build_config, load_config_dict, save_config
 from rewardlab.classic.envs import make_env
@@ -25,6 +25,8 @@ SMOKE = {
     "ppo": (ppo, ppo.PPOConfig, {"total_steps": 512, "num_steps": 16, "log_every": 64}),
     "ppo_box": (ppo, ppo.PPOConfig, {"env_id": "Pendulum-v1", "total_steps": 384, "num_steps": 16, "log_every": 64,
                                      "checkpoint_every": 128}),
+    "sac": (sac, sac.SACConfig, {"env_id": "Pendulum-v1", "total_steps": 600, "learning_starts": 200, "batch_size": 32,
+                                 "hidden_sizes": (32, 32)}),
 }
 RUN_FIELDS = {"log_every": 100, "checkpoint_every": 300, "keep_checkpoints": 0}
 TIMING = ("time", "sps")  # the only metrics allowed to differ between identical runs
