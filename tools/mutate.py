@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 from mutations import MUTATIONS, Mutation  # noqa: E402
 
-COPIED = ("rewardlab", "tests", "benchmarks", "pyproject.toml")  # tests read benchmarks/ (the held-out audit, results)
+COPIED = ("rewardlab", "tests", "benchmarks", "docs", "pyproject.toml")  # tests read benchmarks/ (results) and docs/ (the worked examples)
 FAILED_LINE = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.M)
 
 
