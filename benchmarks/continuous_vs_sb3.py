@@ -28,9 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy/torch load their t
 import argparse
 import datetime
 import json
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,8 +36,8 @@ from pathlib import Path
 
 import gymnasium
 import numpy as np
-import stable_baselines3
 import torch
+from classic_vs_sb3 import machine  # noqa: E402  (benchmarks/ is on sys.path when a script there runs)
 from stable_baselines3 import SAC
 from torch import nn
 
@@ -98,17 +96,6 @@ def run_sb3(seed: int, steps: int) -> dict:
     model = sb3_model(config, seed)
     model.learn(total_timesteps=config.total_steps)
     return {"steps": model.num_timesteps, "seconds": time.perf_counter() - start, "policy": SB3Policy(model)}
-
-
-def machine() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return (f"{model}, {os.cpu_count()} cores visible, 1 torch thread (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}); "
-            f"Python {platform.python_version()}, torch {torch.__version__}, gymnasium {gymnasium.__version__}, "
-            f"stable-baselines3 {stable_baselines3.__version__}")
 
 
 def main(argv: list[str] | None = None) -> int:
