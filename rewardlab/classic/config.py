@@ -96,7 +96,8 @@ class RunConfig:
 
     @property
     def run_name(self) -> str:
-        return self.name or f"{self.algo}-{self.env_id}-seed{self.seed}"
+        # a namespaced id ("rewardlab/MarketMaking-v0") names one folder, not two
+        return self.name or f"{self.algo}-{self.env_id.replace('/', '-')}-seed{self.seed}"
 
     @property
     def run_dir(self) -> Path:

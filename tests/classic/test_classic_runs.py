@@ -231,3 +231,8 @@ def test_cli_errors_and_help(capsys):
     assert main(["ppo", "--help"]) == 0
     out = capsys.readouterr().out
     assert "clip_coef=0.2" in out and "PPO ratio clipping epsilon" in out
+
+
+def test_a_namespaced_env_id_names_one_run_folder():
+    config = build_config(ppo.PPOConfig, ["env_id=rewardlab/MarketMaking-v0", "seed=2"])
+    assert config.run_name == "ppo-rewardlab-MarketMaking-v0-seed2" and "/" not in config.run_name
