@@ -358,3 +358,35 @@ def test_every_trl_config_name_is_mapped_refused_or_rewardlab_s_own_and_in_the_g
         for name in sorted(names):
             assert name in fields | set(ALIASES) | set(DEFERRED) | set(UNSUPPORTED), f"TRL's {kind} setting {name} has no answer"
             assert f"`{name}`" in guide, f"docs/from_trl.md does not list TRL's {kind} setting {name}"
+
+
+# TRL's example configs for SFT, DPO and KTO (the settings its docs' YAML examples use), with local files in
+# TRL's formats for dataset_name; translated by the alias table only, two steps each on the tiny model
+TRL_OFFLINE = {
+    "sft": ({"learning_rate": 2.0e-4, "max_length": 64, "packing": False, "assistant_only_loss": False,
+             "dataset_text_field": "text"},
+            [{"messages": [{"role": "user", "content": "2+2="}, {"role": "assistant", "content": "4"}]},
+             {"messages": [{"role": "user", "content": "3+4="}, {"role": "assistant", "content": "7"}]}]),
+    "dpo": ({"learning_rate": 5.0e-6, "beta": 0.1, "max_length": 64, "loss_type": "sigmoid"},
+            [{"prompt": "2+2=", "chosen": "4", "rejected": "5"}, {"prompt": "3+4=", "chosen": "7", "rejected": "8"}]),
+    "kto": ({"learning_rate": 5.0e-7, "beta": 0.1, "desirable_weight": 1.0, "undesirable_weight": 1.0, "max_length": 64},
+            [{"prompt": "2+2=", "completion": "4", "label": True}, {"prompt": "3+4=", "completion": "8", "label": False},
+             {"prompt": "1+1=", "completion": "2", "label": True}, {"prompt": "5+2=", "completion": "9", "label": False}]),
+}
+TRL_COMMON = {"model_name_or_path": "tiny", "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
+              "max_steps": 2, "logging_steps": 1, "lr_scheduler_type": "cosine", "warmup_ratio": 0.1,
+              "gradient_checkpointing": False, "bf16": False, "report_to": "none", "eval_strategy": "no", "seed": 42}
+
+
+@pytest.mark.parametrize("method", sorted(TRL_OFFLINE))
+def test_trl_example_configs_for_sft_dpo_and_kto_train_two_steps(tmp_path, method):
+    settings, rows = TRL_OFFLINE[method]
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    path = tmp_path / f"{method}.yaml"
+    path.write_text(yaml.safe_dump({**TRL_COMMON, **settings, "dataset_name": str(data), "output_dir": str(tmp_path)}))
+    code = main(["train", method, "--config", str(path), "--run_name", method, f"--model_config={json.dumps(TINY)}",
+                 "--eval_n", "2", "--torch_threads", "1"])
+    assert code == 0
+    steps = [json.loads(line)["step"] for line in open(tmp_path / method / "metrics.jsonl") if '"loss"' in line]
+    assert steps[:2] == [1, 2]
