@@ -117,3 +117,17 @@ def test_a_dataset_without_eval_dataset_is_not_evaluated_on_the_built_in_task(tm
     summary = rewardlab.train("grpo", _small(tmp_path, run_name="no_eval", dataset=cfg.dataset))
     assert summary["eval_accuracy"] is None and summary["eval_data"].startswith("none")
     assert not (tmp_path / "no_eval" / "eval_samples.jsonl").read_text()
+
+
+def test_trls_accuracy_reward_on_a_users_solution_column_is_reported_before_and_after(tmp_path):
+    """TRL's own accuracy_reward (math-verify against the `solution` column, chat completions) as the reward on
+    the user's data: the summary reports its held-out mean before and after training, from the user's eval rows."""
+    trl_rewards = pytest.importorskip("trl.rewards")
+    rows = [{"prompt": [{"role": "user", "content": f"{a}+{a}="}], "solution": str(2 * a)} for a in range(1, 9)]
+    summary = rewardlab.train("grpo", _small(tmp_path, run_name="trl_accuracy", reward_funcs=[trl_rewards.accuracy_reward],
+                                             dataset=_jsonl(tmp_path / "train.jsonl", rows),
+                                             eval_dataset=_jsonl(tmp_path / "eval.jsonl", rows[:4])))
+    assert set(summary["eval_rewards_before"]) == set(summary["eval_rewards"]) == {"accuracy_reward"}
+    assert all(0.0 <= summary[key]["accuracy_reward"] <= 1.0 for key in ("eval_rewards_before", "eval_rewards"))
+    evaluated = [json.loads(line)["prompt"] for line in open(tmp_path / "trl_accuracy" / "eval_samples.jsonl")]
+    assert evaluated == [r["prompt"] for r in rows[:4]]
