@@ -132,7 +132,6 @@ def smollm2_gguf() -> Path | None:
     return None
 
 
-@pytest.mark.slow
 @pytest.mark.slow  # make test-slow installs the SmolLM2 GGUF package and runs it (about 35 s)
 def test_a_real_gguf_base_loads_with_auto_peft(tmp_path):
     gguf = smollm2_gguf()
