@@ -131,3 +131,21 @@ def test_trls_accuracy_reward_on_a_users_solution_column_is_reported_before_and_
     assert all(0.0 <= summary[key]["accuracy_reward"] <= 1.0 for key in ("eval_rewards_before", "eval_rewards"))
     evaluated = [json.loads(line)["prompt"] for line in open(tmp_path / "trl_accuracy" / "eval_samples.jsonl")]
     assert evaluated == [r["prompt"] for r in rows[:4]]
+
+
+def test_sft_and_distill_given_a_dataset_without_eval_dataset_are_not_evaluated_on_the_built_in_task(tmp_path):
+    """As in the online loop: the built-in task is held out only when the user gave no data; the summary says so."""
+    rows = [{"prompt": f"{a}+{a}=", "completion": str(2 * a)} for a in range(1, 9)]
+    data = _jsonl(tmp_path / "train.jsonl", rows)
+    small = {"model_config": TINY, "output_dir": str(tmp_path), "max_steps": 2, "batch_size": 4, "tensorboard": False,
+             "torch_threads": 1, "dataset": data}
+    sft = rewardlab.train("sft", {**small, "run_name": "sft"})
+    assert sft["eval_accuracy"] is None and sft["eval_data"].startswith("none: a dataset without eval_dataset")
+    assert (tmp_path / "sft" / "eval_samples.jsonl").read_text() == ""
+    distill = rewardlab.train("distill", {**small, "run_name": "distill", "teacher": str(tmp_path / "sft" / "final"),
+                                          "max_completion_length": 4})
+    assert distill["eval_accuracy"] is None and distill["teacher_accuracy"] is None
+    assert distill["eval_data"].startswith("none:")
+    held_out = _jsonl(tmp_path / "eval.jsonl", [{**r, "solution": r["completion"]} for r in rows[:4]])
+    with_eval = rewardlab.train("sft", {**small, "run_name": "sft_eval", "eval_dataset": held_out, "eval_n": 4})
+    assert with_eval["eval_accuracy"] is not None and with_eval["eval_data"] == f"eval_dataset {held_out}"

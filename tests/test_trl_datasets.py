@@ -216,7 +216,8 @@ def test_sft_trains_on_messages_and_text_datasets_and_scores_held_out_conversati
     assert "eval/loss" in rows[0] and rows[-1]["eval/loss"] == summary["eval_loss"]
     text = datasets.Dataset.from_list([{"text": f"{i} plus one is {i + 1}"} for i in range(6)])
     summary = rewardlab.train("sft", small(tmp_path, "text"), dataset=text)
-    assert logged_steps(tmp_path, "text") == [1, 2] and 0 <= summary["eval_accuracy"] <= 1
+    assert logged_steps(tmp_path, "text") == [1, 2]
+    assert summary["eval_accuracy"] is None and summary["eval_data"].startswith("none:")  # no eval_dataset: no held-out
     with pytest.raises(DataError, match="assistant_only_loss applies to conversations"):
         rewardlab.train("sft", small(tmp_path, "text-assistant", assistant_only_loss=True), dataset=text)
     with pytest.raises(DataError, match=r"row 0 of <list: 1 rows, columns body; .*> is in none of the SFT formats"):

@@ -311,6 +311,11 @@ TRL: list[Mutation] = [
              'args, extra = parser.parse_known_args(argv)',
              "TRL's command line (--learning_rate 1e-6) would be refused",
              trl_tests('test_a_trl_grpo_yaml_and_flags_train_through_the_alias_table')),
+    Mutation('trl: sft holds out the built-in task beside a user dataset', 'rewardlab/trainers/sft.py',
+             '        if eval_source(cfg) else []',
+             '        if True else []',
+             "a user's SFT run would report accuracy on arithmetic problems it never saw, as if it were theirs",
+             ['tests/test_eval_agreement.py::test_sft_and_distill_given_a_dataset_without_eval_dataset_are_not_evaluated_on_the_built_in_task']),
 ]
 
 MUTATIONS += TRL

@@ -28,7 +28,15 @@ from ..models import last_hidden_states, load_policy, token_logprobs
 from ..monitor import format_table, progress
 from ..rollout import HFEngine, SamplingParams
 from .evaluate import evaluate_accuracy
-from .inputs import encode_completion, encode_prompt, eval_records, train_records, verifier
+from .inputs import (
+    NO_EVAL_DATA,
+    encode_completion,
+    encode_prompt,
+    eval_records,
+    eval_source,
+    train_records,
+    verifier,
+)
 from .lifecycle import finish_run, fit_prompt_length, grad_step, managed_run, start_run
 
 JSD_CHUNK_POSITIONS = 1024
@@ -68,7 +76,7 @@ def jsd_per_token(student, teacher, input_ids, attention, C: int, beta: float, t
 @managed_run
 def train_distill(cfg: DistillConfig) -> dict:
     records = train_records(cfg, cfg.max_steps * cfg.batch_size, required=("prompt", "completion") if cfg.off_policy_source == "dataset" and (cfg.loss_type == "sft" or cfg.lmbda < 1) else ("prompt",))
-    held_out, verify = eval_records(cfg), verifier(cfg)
+    held_out, verify = (eval_records(cfg) if eval_source(cfg) else []), verifier(cfg)  # no eval_dataset with a dataset: none
     if not Path(cfg.teacher).exists():
         raise FileNotFoundError(f"teacher {cfg.teacher!r} not found; pass a run's final/ directory or a Hugging Face model directory")
     ctx = start_run(cfg)
@@ -150,7 +158,8 @@ def train_distill(cfg: DistillConfig) -> dict:
     accuracy, rows = evaluate()
     summary = finish_run(ctx, cfg.max_steps, rows, {
         "method": "distill", "loss_type": cfg.loss_type, "steps": cfg.max_steps, "eval_accuracy_before": initial_eval,
-        "eval_accuracy": accuracy, "teacher_accuracy": teacher_accuracy, "train_time_s": train_time,
+        "eval_accuracy": accuracy, "teacher_accuracy": teacher_accuracy, "eval_data": eval_source(cfg) or NO_EVAL_DATA,
+        "train_time_s": train_time,
         "student_parameters": sum(p.numel() for p in student.parameters()),
         "teacher_parameters": sum(p.numel() for p in teacher.parameters()),
     })

@@ -101,7 +101,10 @@ def evaluate_policy(model, tokenizer, records: list[dict], verify, max_new_token
 def evaluate_accuracy(
     model, tokenizer, records: list[dict], verify, max_new_tokens: int, batch_rows: int = 512
 ) -> tuple[float | None, list[dict]]:
-    """Greedy accuracy on `records`; returns (accuracy, per-sample rows with prompt/completion/correct)."""
+    """Greedy accuracy on `records`; returns (accuracy, per-sample rows with prompt/completion/correct). No records
+    (a run given training data but no eval_dataset): (None, [])."""
+    if not records:
+        return None, []
     result = evaluate_policy(model, tokenizer, records, verify, max_new_tokens, batch_rows=batch_rows)
     return result.accuracy, result.rows
 

@@ -158,6 +158,9 @@ def is_verifier(fn: Any, cfg: Any = None) -> bool:
     return getattr(fn, "verifier", False) is True or made_by_the_code_task or any(fn is k for k in known)
 
 
+NO_EVAL_DATA = "none: a dataset without eval_dataset (set eval_dataset to evaluate)"
+
+
 def eval_source(cfg: CommonConfig) -> str:
     """What held-out evaluation runs on, as the summary names it: the eval_dataset, the environment, or the
     built-in task's held-out split; "" when the user gave training data but no eval_dataset (then nothing is

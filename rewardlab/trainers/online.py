@@ -29,6 +29,7 @@ from . import gather
 from .batches import PromptStream, ScoredBatch, TaskRollouts, dynamic_sample
 from .env_rollouts import EnvRollouts, env_seed_records
 from .inputs import (
+    NO_EVAL_DATA,
     eval_records,
     eval_source,
     preflight_rewards,
@@ -214,7 +215,7 @@ def eval_summary(cfg: GRPOConfig, verify, before: dict[str, float], after: dict[
                              if k.startswith("eval/rewards/") and k.endswith("/mean")}
     source = eval_source(cfg)
     return {
-        "eval_data": source or "none: a dataset without eval_dataset (set eval_dataset to evaluate)",
+        "eval_data": source or NO_EVAL_DATA,
         "eval_verifier": "the environment's score" if cfg.env else (_function_name(verify) if verify is not None and source else None),
         "eval_rewards_before": means(before),
         "eval_rewards": means(after),

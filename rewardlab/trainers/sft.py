@@ -26,7 +26,15 @@ from ..models import token_logprobs
 from ..models.loading import load_tokenizer
 from ..monitor import progress
 from .evaluate import evaluate_accuracy
-from .inputs import encode_completion, encode_prompt, eval_records, train_records, verifier
+from .inputs import (
+    NO_EVAL_DATA,
+    encode_completion,
+    encode_prompt,
+    eval_records,
+    eval_source,
+    train_records,
+    verifier,
+)
 from .lifecycle import finish_run, grad_step, managed_run, start_run
 
 Row = tuple[list[int], list[int], "list[int] | None"]
@@ -126,7 +134,9 @@ def train_sft(cfg: SFTConfig) -> dict:
     options = (cfg.dataset_text_field, cfg.assistant_only_loss)
     kind = kinds.get("train", "prompt_completion")  # a text environment's demonstrations are prompt/completion rows
     encoded = encode_rows(records, tokenizer, cfg.max_length, str(cfg.dataset) or f"task {cfg.task}", kind, *options)
-    held_out = eval_records(cfg, validate=lambda rows, source: kinds.setdefault("eval", check(rows, source)))
+    # the user's eval_dataset, the task's split when the user gave no data; a dataset without eval_dataset: nothing
+    held_out = eval_records(cfg, validate=lambda rows, source: kinds.setdefault("eval", check(rows, source))) \
+        if eval_source(cfg) else []
     # held-out text or conversations have no prompt to answer: they are scored by their loss (TRL's eval_loss)
     eval_rows = None
     if kinds.get("eval", "prompt_completion") != "prompt_completion":
@@ -167,6 +177,7 @@ def train_sft(cfg: SFTConfig) -> dict:
     else:
         accuracy, rows = evaluate_accuracy(model, tok, held_out, verify, cfg.max_new_tokens)
         final = {"eval_accuracy": accuracy}
-    summary = {"method": "sft", "steps": cfg.max_steps, **final, "train_time_s": train_time}
+    summary = {"method": "sft", "steps": cfg.max_steps, **final, "eval_data": eval_source(cfg) or NO_EVAL_DATA,
+               "train_time_s": train_time}
     extra = {"eval/loss": final["eval_loss"]} if eval_rows is not None else None
     return finish_run(ctx, cfg.max_steps, rows, summary, extra)
