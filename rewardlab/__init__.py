@@ -19,7 +19,8 @@ def train(method: str, config: Any = None, **overrides: Any) -> dict:
         grpo, dr_grpo, dapo, gspo, rloo the online loop, outcome-level advantages
         reinforce_pp, ppo               the online loop, per-token advantages (ppo adds a critic)
         flowrl, sdpo, rlsd, srpo        the online loop with FlowRL or a self-teacher objective
-        distill                         a teacher into a student (opd, gkd or sft loss)
+        distill, reopold                a teacher into a student (opd, reopold, gkd or sft loss)
+        rs                              rejection-sampling fine-tuning (sample n, keep the best, SFT)
         rm                              a Bradley-Terry reward model
         dpo, ipo, simpo, kto            preference optimisation
 

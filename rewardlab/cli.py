@@ -4,6 +4,7 @@
     rewardlab train grpo --config examples/grpo_arithmetic.yaml learning_rate=1e-4
     rewardlab train grpo --config trl_grpo.yaml --learning_rate 1e-4 --bf16     (TRL's flags and names too)
     rewardlab eval --model runs/demo/final --task arithmetic --seed 7 --n 500
+    rewardlab eval --model runs/demo/final --best-of 32 --reward-model runs/rm/final
     rewardlab eval --model runs/dpo/final --reference runs/sft/final --task preference --seed 7
     rewardlab report runs/demo
     rewardlab classic ppo --env CartPole-v1
@@ -115,6 +116,8 @@ def _eval(args: argparse.Namespace) -> int:
         return gold_eval(args, cfg, task)
     model, tokenizer = load_policy(args.model, device=args.device)
     records = eval_records(cfg)
+    if args.best_of:
+        return _eval_best_of(args, model, tokenizer, records, verifier(cfg))
     accuracy, rows = evaluate_accuracy(model, tokenizer, records, verifier(cfg), args.max_new_tokens or 16)
     name = f"eval-{args.task}-seed{args.seed}" + ("-tune" if args.split == "tune" else "")
     out = Path(args.out) if args.out else Path(args.model if Path(args.model).is_dir() else ".") / f"{name}.jsonl"
@@ -126,6 +129,38 @@ def _eval(args: argparse.Namespace) -> int:
     else:
         print(f"accuracy {accuracy:.4f} ({sum(r['correct'] for r in rows)}/{len(rows)}) on {args.task} {args.split} split, seed {args.seed}")
     print(f"per-sample results: {out}")
+    return 0
+
+
+def _eval_best_of(args: argparse.Namespace, model, tokenizer, records: list[dict], verify) -> int:
+    """`eval --best-of N`: N samples per problem, then best-of-n accuracy for n = 1, 2, 4, ..., N picked by the
+    verifier (pass@n, an oracle) and, with --reward-model, by the reward model's highest score."""
+    from .monitor import format_table
+    from .rewards.reward_model import RewardModelScorer
+    from .trainers.evaluate import best_of_n_curve, sample_best_of_n
+
+    if verify is None:
+        print("rewardlab: error: --best-of needs a verifier (a task, or a dataset with an answer column)", file=sys.stderr)
+        return 2
+    scorer = None
+    if args.reward_model:
+        from .config import load_config
+
+        scorer = RewardModelScorer(args.reward_model, load_config("rm", None, {"device": args.device}), next(model.parameters()).device)
+    temperature = 1.0 if args.temperature is None else args.temperature
+    correct, scores = sample_best_of_n(model, tokenizer, records, verify, args.best_of, args.max_new_tokens or 16,
+                                       temperature, scorer)
+    ns = sorted({n for n in (2 ** i for i in range(args.best_of.bit_length())) if n <= args.best_of} | {args.best_of})
+    by_verifier = best_of_n_curve(correct, None, ns)
+    by_model = best_of_n_curve(correct, scores, ns) if scores is not None else {}
+    rows = [{"n": n, "by verifier (pass@n)": by_verifier[n], **({"by reward model": by_model[n]} if by_model else {})} for n in ns]
+    print(format_table(rows))
+    result = {"model": args.model, "task": args.task, "split": args.split, "seed": args.seed, "problems": len(records),
+              "samples": args.best_of, "temperature": temperature, "reward_model": args.reward_model or None,
+              "by_verifier": by_verifier, "by_reward_model": by_model or None}
+    out = Path(args.out) if args.out else Path(args.model if Path(args.model).is_dir() else ".") / f"best_of_{args.best_of}-{args.task}-seed{args.seed}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"best-of-n on {len(records)} {args.task} {args.split} problems, {args.best_of} samples each at temperature {temperature}: {out}")
     return 0
 
 
@@ -226,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="", help="per-sample results (.jsonl); default: next to the model")
     p.add_argument("--reference", default="", help="tasks with a gold scorer: report the win rate against this model")
     p.add_argument("--samples", type=int, default=1, help="tasks with a gold scorer: samples per prompt")
+    p.add_argument("--best-of", type=int, default=0, help="sample this many answers per problem and report best-of-n "
+                   "accuracy for n = 1, 2, 4, ..., N: picked by the verifier (pass@n) and, with --reward-model, by it")
+    p.add_argument("--reward-model", default="", help="with --best-of: a reward model directory (rewardlab train rm) that picks")
     p.add_argument("--temperature", type=float, default=None,
                    help="sampling temperature, 0 = greedy (default: 1.0 for tasks with a gold scorer, greedy with --env)")
     p.set_defaults(func=_eval)

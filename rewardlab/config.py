@@ -541,7 +541,8 @@ class DistillConfig(CommonConfig):
     teacher: str = ""
     """The teacher: a policy checkpoint (a run's final/) or a Hugging Face model directory. Required."""
     loss_type: str = "opd"
-    """opd (on-policy distillation: the student samples, per-token advantage -(logp_S - logp_T)) | gkd
+    """opd (on-policy distillation: the student samples, per-token advantage -(logp_S - logp_T)) | reopold (opd with
+    the token reward clipped from below and trained on high-entropy tokens, reopold_* settings) | gkd
     (generalised JSD over the vocabulary with beta, on a mix of student and off-policy sequences set by lmbda) |
     sft (next-token loss on off-policy sequences, e.g. teacher samples: sequence-level distillation)."""
     beta: float = 0.5
@@ -554,6 +555,15 @@ class DistillConfig(CommonConfig):
     opd_lambda: float = 1.0
     """opd: G-OPD reward extrapolation, A_t = lambda logp_T - (lambda - 1) logp_ref - logp_S; 1 is plain
     on-policy distillation, > 1 extrapolates past the teacher (the reference is the student's start)."""
+    reopold_lambda: float = 0.3
+    """reopold: the mixture weight that sets the token reward's floor log(lambda / (1 - lambda)) (-0.85 at 0.3):
+    tokens below it are left out while exploring and clipped to it while refining."""
+    reopold_entropy_top: float = 0.2
+    """reopold, refining: the share of the batch's completion tokens trained on, those where the student's
+    entropy is highest (1: all)."""
+    reopold_switch: float = 0.5
+    """reopold: the share of max_steps spent exploring (below-floor tokens masked) before refining (clipped
+    rewards on high-entropy tokens); 0 refines from the start, 1 never refines."""
     temperature: float = 1.0
     """Sampling temperature of the student and the teacher, and the softmax temperature of the losses."""
     batch_size: int = 64
@@ -567,17 +577,76 @@ class DistillConfig(CommonConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_choice(self, "loss_type", ("opd", "gkd", "sft"))
+        _check_choice(self, "loss_type", ("opd", "reopold", "gkd", "sft"))
         _check_choice(self, "off_policy_source", ("teacher", "dataset"))
         if not self.teacher:
             raise ConfigError("distill needs teacher=<a run's final/ directory or a Hugging Face model directory>")
         if not 0 <= self.beta <= 1 or not 0 <= self.lmbda <= 1:
             raise ConfigError(f"beta and lmbda must be in [0, 1]; got beta={self.beta}, lmbda={self.lmbda}")
-        if self.loss_type == "opd" and self.lmbda != 1.0:
-            raise ConfigError("loss_type=opd trains on the student's own samples only; leave lmbda at 1 (or use gkd)")
+        if self.loss_type in ("opd", "reopold") and self.lmbda != 1.0:
+            raise ConfigError(f"loss_type={self.loss_type} trains on the student's own samples only; leave lmbda at 1 (or use gkd)")
+        if not 0 < self.reopold_lambda < 1 or not 0 < self.reopold_entropy_top <= 1 or not 0 <= self.reopold_switch <= 1:
+            raise ConfigError(f"reopold_lambda must be in (0, 1), reopold_entropy_top in (0, 1] and reopold_switch in [0, 1]; "
+                              f"got {self.reopold_lambda}, {self.reopold_entropy_top}, {self.reopold_switch}")
         _positive(self, "temperature")
         _at_least(self, 0, "opd_lambda")
         _at_least(self, 1, "batch_size", "max_prompt_length", "max_completion_length")
+
+
+@dataclass
+class RejectionSamplingConfig(SFTConfig):
+    """Rejection-sampling fine-tuning (RAFT): rounds of sampling num_generations completions per prompt from the
+    current policy, keeping the best keep_top_k of each prompt by the reward functions or a reward model
+    (prompts with none at min_reward are dropped), and fine-tuning on the kept completions."""
+
+    learning_rate: float = 1e-3
+    max_steps: int = 120
+    """Optimizer steps over all rounds; round r trains on steps [r max_steps / num_rounds, (r+1) max_steps / num_rounds)."""
+    warmup_steps: int = 0
+    batch_size: int = 32
+    num_rounds: int = 4
+    """Sample-filter-train rounds; each samples from the policy as the previous round left it."""
+    prompts_per_round: int = 128
+    """Training prompts sampled each round (a fresh slice of the training data every round)."""
+    num_generations: int = 8
+    """Completions sampled per prompt (the n of best-of-n)."""
+    keep_top_k: int = 1
+    """Completions kept per prompt: the k with the highest reward (distinct texts, ties in sampling order)."""
+    min_reward: float = 1.0
+    """A completion is kept only with at least this reward (1.0: correct, by a verifier). With a reward model,
+    whose scores are unbounded, set it low (e.g. -1e9) to keep the top k of every prompt."""
+    temperature: float = 1.0
+    """Sampling temperature of the rounds."""
+    max_new_tokens: int = 16
+    """New tokens per sampled completion, and the generation budget at evaluation."""
+    reward_funcs: list = field(default_factory=list)
+    """Reward functions that rank the samples: built-in names or "module:function" paths. Empty: the task's verifier
+    (or `math` against a dataset's answer column)."""
+    reward_weights: list = field(default_factory=list)
+    """One weight per reward function (default 1.0 each)."""
+    reward_model: str = ""
+    """A saved reward model (rewardlab train rm) whose score ranks the samples, added to reward_funcs when those are
+    given too."""
+
+    method = "rs"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _at_least(self, 1, "num_rounds", "prompts_per_round", "num_generations", "keep_top_k")
+        _positive(self, "temperature")
+        if self.keep_top_k > self.num_generations:
+            raise ConfigError(f"keep_top_k ({self.keep_top_k}) is more than num_generations ({self.num_generations}); "
+                              "a prompt cannot keep more completions than it samples")
+        if self.num_rounds > self.max_steps:
+            raise ConfigError(f"num_rounds ({self.num_rounds}) is more than max_steps ({self.max_steps}); every round "
+                              "needs at least one optimizer step")
+        if self.reward_weights and len(self.reward_weights) != max(1, len(self.reward_funcs)):
+            raise ConfigError(f"reward_weights has {len(self.reward_weights)} entries but there are "
+                              f"{max(1, len(self.reward_funcs))} reward functions; give one weight per function")
+
+    def round_steps(self, r: int) -> range:
+        """The optimizer steps of round r (0-based)."""
+        return range(r * self.max_steps // self.num_rounds, (r + 1) * self.max_steps // self.num_rounds)
 
 
 def _check_pair_lengths(cfg: Any) -> None:
@@ -608,6 +677,8 @@ METHOD_PRESETS: dict[str, tuple[type, dict[str, Any]]] = {
     "rlsd": (GRPOConfig, {"objective": "rlsd", "teacher_context": "answer"}),
     "srpo": (GRPOConfig, {"objective": "srpo"}),
     "distill": (DistillConfig, {}),
+    "reopold": (DistillConfig, {"loss_type": "reopold"}),
+    "rs": (RejectionSamplingConfig, {}),
     "rm": (RewardModelConfig, {}),
     "dpo": (DPOConfig, {}),
     "ipo": (DPOConfig, {"loss_type": "ipo"}),
@@ -633,11 +704,12 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "loss": ("objective", "advantage", "scale_rewards", "gamma", "lam", "policy_loss", "loss_type", "epsilon",
              "epsilon_high", "sapo_temperature_pos", "sapo_temperature_neg", "beta", "kl_target", "kl_horizon", "kl_estimator", "log_kl", "mask_truncated_completions",
              "label_smoothing", "simpo_gamma", "desirable_weight", "undesirable_weight", "precompute_ref_log_probs",
-             "center_rewards_coefficient", "lmbda", "opd_lambda", "assistant_only_loss", "loss_weights", "rpo_alpha"),
+             "center_rewards_coefficient", "lmbda", "opd_lambda", "reopold_lambda", "reopold_entropy_top", "reopold_switch", "assistant_only_loss", "loss_weights", "rpo_alpha"),
     "rewards": ("reward_funcs", "reward_weights", "reward_timeout", "reward_workers", "reward_model", "overlong_buffer",
                 "missing_eos_penalty"),
     "critic": ("value_model", "value_learning_rate", "vf_coef", "cliprange_value"),
     "flowrl": ("flowrl_beta", "flowrl_importance", "flowrl_weight_clamp", "log_z_learning_rate"),
+    "rejection_sampling": ("num_rounds", "prompts_per_round", "keep_top_k", "min_reward"),
     "self_distillation": ("self_teacher", "teacher_ema_rate", "teacher_context", "teacher_template", "success_reward",
                           "sdpo_mix", "rlsd_lambda", "rlsd_eps"),
     "environment": ("env", "env_options", "env_reward", "env_turns_per_episode"),
@@ -816,7 +888,7 @@ def read_saved_config(path: str | Path) -> dict[str, Any]:
 def reference_markdown() -> str:
     """The config reference in README.md, generated from the dataclasses (tests check it is current)."""
     lines = []
-    for cls in (CommonConfig, SFTConfig, GRPOConfig, DistillConfig, RewardModelConfig, DPOConfig):
+    for cls in (CommonConfig, SFTConfig, GRPOConfig, DistillConfig, RejectionSamplingConfig, RewardModelConfig, DPOConfig):
         own = [f for f in dataclasses.fields(cls) if cls is CommonConfig or f.name not in config_fields(CommonConfig)
                or f.default != config_fields(CommonConfig)[f.name].default]
         docs = field_docs(cls)

@@ -15,6 +15,8 @@ F.kl_div(input=log S, target=log T, log_target=True) computes KL(T || S), the fo
 Sampled-token forms (only the log-probs of the tokens the student wrote, [B,T]):
 
     opd_advantages(student_logp, teacher_logp, mask, lam, ref_logp)  on-policy distillation / G-OPD
+    reopold_advantages(student_logp, teacher_logp, entropy, mask, lam, top, phase)
+                                                                     REOPOLD: clipped token reward + token mask
     sampled_token_distill_loss(logp, teacher_logp, old_logp, mask)   SDPO with alpha = 1
     rlsd_advantages(advantages, teacher_logp, logp, mask, lam, eps)  RLSD per-token reweighting
     entropy_weights(teacher_entropy, mask)                           SRPO's weight on distilled tokens
@@ -140,6 +142,53 @@ def opd_advantages(
             raise ValueError(f"opd_advantages with lam={lam} (not 1) needs ref_logp, the reference model's log-probs")
         advantage = advantage - (lam - 1.0) * ref_logp.detach()
     return torch.where(valid, advantage, 0.0)
+
+
+REOPOLD_PHASES = ("explore", "refine")
+
+
+def reopold_advantages(
+    student_logp: torch.Tensor,
+    teacher_logp: torch.Tensor,
+    entropy: torch.Tensor,
+    mask: torch.Tensor,
+    lam: float = 0.3,
+    top: float = 0.2,
+    phase: str = "refine",
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """REOPOLD (Ko et al. 2026): on-policy distillation as policy optimisation with a relaxed token reward.
+    [B,T] student and teacher log-probs of the sampled tokens, the student's entropy at each position, mask
+    -> (advantage [B,T] detached, 0 where not trained; keep [B,T] bool, the tokens that get a gradient; metrics).
+
+    R_t = logp_T(y_t) - logp_S(y_t) (the token reward of on-policy distillation), floor = log(lam / (1 - lam)).
+    explore: keep the tokens with R_t >= floor, advantage R_t (a token the teacher finds far less likely than
+             the student does is left out rather than pushed down hard).
+    refine:  advantage max(R_t, floor) (mixture-based clipping of the negative reward), kept only on the
+             top `top` fraction of the batch's tokens by the student's entropy (entropy-based token sampling:
+             where the student is unsure); ties at the threshold are kept.
+    """
+    if not 0.0 < lam < 1.0:
+        raise ValueError(f"reopold lam must be in (0, 1), got {lam}")
+    if not 0.0 < top <= 1.0:
+        raise ValueError(f"reopold top (the share of tokens kept by entropy) must be in (0, 1], got {top}")
+    if phase not in REOPOLD_PHASES:
+        raise ValueError(f"reopold phase must be one of {REOPOLD_PHASES}, got {phase!r}")
+    valid = mask.bool()
+    reward = (teacher_logp - student_logp).detach()
+    floor = math.log(lam / (1.0 - lam))
+    if phase == "explore":
+        keep = valid & (reward >= floor)
+        advantage = reward
+    else:
+        advantage = reward.clamp(min=floor)
+        keep = valid
+        if top < 1.0 and valid.any():
+            threshold = torch.quantile(entropy.detach()[valid].float(), 1.0 - top)
+            keep = valid & (entropy.detach() >= threshold)
+    n = valid.sum().clamp(min=1)
+    metrics = {"reopold/kept": float(keep.sum() / n), "reopold/below_floor": float((valid & (reward < floor)).sum() / n),
+               "reopold/reward_mean": float(torch.where(valid, reward, 0.0).sum() / n)}
+    return torch.where(keep, advantage, 0.0), keep, metrics
 
 
 def sampled_token_distill_loss(

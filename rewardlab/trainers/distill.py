@@ -8,6 +8,8 @@ Where each step's sequences come from:
 The loss (algos/distill.py, docs/algorithms.md#distillation):
     opd  per-token advantage A_t = -(logp_S - logp_T) (G-OPD: lambda logp_T - (lambda-1) logp_ref - logp_S),
          surrogate -A_t logp_S, token mean
+    reopold  opd's reward with a floor, exploring (below-floor tokens left out) for the first reopold_switch of
+         the steps, then refining (clipped rewards on the highest-entropy tokens): algos/distill.py
     gkd  generalised JSD_beta between the teacher's and the student's next-token distributions at every
          completion position, in chunks of positions so no [B, C, V] float32 tensor is built at once
     sft  -logp_S of the sequence's tokens (sequence-level distillation when the sequences are the teacher's)
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..algos import generalized_jsd, opd_advantages, token_mean
+from ..algos import generalized_jsd, opd_advantages, reopold_advantages, token_mean
 from ..config import ConfigError, DistillConfig
 from ..data.collate import left_pad, right_pad
 from ..models import last_hidden_states, load_policy, token_logprobs
@@ -107,7 +109,7 @@ def train_distill(cfg: DistillConfig) -> dict:
         prompts = [encode_prompt(r["prompt"], tok, cfg.max_prompt_length)[0] for r in batch]
         # 1. sequences: the student's own samples, the teacher's, or the dataset's completions
         # the coin is a pure function of (seed, step), so a resumed run makes the same choices
-        on_policy = cfg.loss_type == "opd" or (cfg.loss_type == "gkd" and random.Random(f"{cfg.seed}-{step}").random() < cfg.lmbda)
+        on_policy = cfg.loss_type in ("opd", "reopold") or (cfg.loss_type == "gkd" and random.Random(f"{cfg.seed}-{step}").random() < cfg.lmbda)
         if on_policy or cfg.off_policy_source == "teacher":
             student.eval()
             rollout = (student_engine if on_policy else teacher_engine).generate(prompts, 1, sampling)
@@ -128,15 +130,22 @@ def train_distill(cfg: DistillConfig) -> dict:
             loss = token_mean(jsd_per_token(student, teacher, input_ids, attention, C, cfg.beta, cfg.temperature), mask)
             metrics["jsd"] = loss.item()
         else:
-            logp, _ = token_logprobs(student, input_ids, attention, C, cfg.temperature)
+            logp, entropy = token_logprobs(student, input_ids, attention, C, cfg.temperature)
             if cfg.loss_type == "sft":
                 loss = token_mean(-logp, mask)
             else:
                 with torch.no_grad():
                     teacher_logp = token_logprobs(teacher, input_ids, attention, C, cfg.temperature)[0]
                     ref_logp = token_logprobs(reference, input_ids, attention, C, cfg.temperature)[0] if reference is not None else None
-                advantages = opd_advantages(logp, teacher_logp, mask, cfg.opd_lambda, ref_logp)
-                loss = token_mean(-advantages * logp, mask)
+                trained = mask
+                if cfg.loss_type == "reopold":
+                    phase = "explore" if step < cfg.reopold_switch * cfg.max_steps else "refine"
+                    advantages, trained, reopold_metrics = reopold_advantages(
+                        logp, teacher_logp, entropy, mask, cfg.reopold_lambda, cfg.reopold_entropy_top, phase)
+                    metrics.update(reopold_metrics)
+                else:
+                    advantages = opd_advantages(logp, teacher_logp, mask, cfg.opd_lambda, ref_logp)
+                loss = token_mean(-advantages * logp, trained)
                 valid = mask.bool()
                 metrics["reverse_kl"] = float((logp.detach() - teacher_logp)[valid].mean())
                 metrics["advantage_mean"] = float(advantages[valid].mean())

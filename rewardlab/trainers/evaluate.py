@@ -4,6 +4,8 @@ per function), both called exactly as training calls a reward (rewards/calling.p
     judge(records, texts, completion_ids, verify, rewards) -> Judgement     no model: the scoring alone
     evaluate_policy(model, tokenizer, records, verify, max_new_tokens, rewards) -> Evaluation
     evaluate_accuracy(...) -> (accuracy, rows)                               the accuracy and per-sample rows
+    sample_best_of_n(...) -> (correct [P, n], scores [P, n] | None)          n samples per record, judged
+    best_of_n_curve(correct, scores, ns) -> {n: accuracy}                   best-of-n, exact over n-subsets
 
 `verify` is a reward function whose 1.0 means correct (inputs.verifier), or None when nothing says what
 correct means: then accuracy is None and only the reward means are reported.
@@ -128,3 +130,41 @@ def evaluate_diversity(
     correct = judge(expanded, texts, ids, verify).correct
     samples = [([answer_of(t) for t in texts[i * n : (i + 1) * n]], correct[i * n : (i + 1) * n]) for i in range(len(records))]
     return diversity_metrics(samples, ks)
+
+
+def best_of_n_curve(correct: torch.Tensor, scores: torch.Tensor | None, ns: list[int]) -> dict[int, float]:
+    """Expected accuracy of best-of-n for each n in ns, exactly over the random n-subsets of N samples per prompt
+    (no resampling noise). correct [P, N] bool; scores [P, N] or None.
+
+    scores None (the verifier picks, an oracle): pass@n = 1 - C(N - c, n) / C(N, n), with c correct of N.
+    scores given (a reward model picks the argmax; ties go to the earlier sample): with the samples sorted by
+    score, the one at rank i (0 = best) is the argmax of a random n-subset with probability
+    C(N - 1 - i, n - 1) / C(N, n), so the expected accuracy is the sum of correct_i times that weight.
+    n = 1 is the mean accuracy of single samples in both cases."""
+    P, N = correct.shape
+    if any(not 1 <= n <= N for n in ns):
+        raise ValueError(f"best-of-n needs 1 <= n <= {N} (the samples drawn per prompt), got {ns}")
+    correct = correct.bool()
+    out = {}
+    for n in ns:
+        if scores is None:
+            c = correct.sum(1).tolist()
+            out[n] = sum(1.0 - math.comb(N - ci, n) / math.comb(N, n) for ci in c) / P
+        else:
+            weights = torch.tensor([math.comb(N - 1 - i, n - 1) / math.comb(N, n) for i in range(N)], dtype=torch.float64)
+            order = torch.sort(-scores.double(), dim=1, stable=True).indices
+            out[n] = float((correct.gather(1, order).double() * weights).sum(1).mean())
+    return out
+
+
+@torch.no_grad()
+def sample_best_of_n(model, tokenizer, records: list[dict], verify, n: int, max_new_tokens: int,
+                     temperature: float = 1.0, scorer=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """n samples per record at `temperature`: (correct [P, n] by the verifier, the reward model's scores [P, n] or
+    None without a scorer)."""
+    from .rejection import sample_scored
+
+    samples = sample_scored(model, tokenizer, records, n, SamplingParams(max_new_tokens, temperature),
+                            scorer=scorer, verify=verify)
+    correct = torch.tensor(samples.correct).view(len(records), n)
+    return correct, (samples.rewards.view(len(records), n) if scorer is not None else None)
