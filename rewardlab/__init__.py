@@ -21,7 +21,7 @@ def train(method: str, config: Any = None, **overrides: Any) -> dict:
         flowrl, sdpo, rlsd, srpo        the online loop with FlowRL or a self-teacher objective
         distill, reopold                a teacher into a student (opd, reopold, gkd or sft loss)
         rs                              rejection-sampling fine-tuning (sample n, keep the best, SFT)
-        rm                              a Bradley-Terry reward model
+        rm, prm                         a Bradley-Terry reward model; a process reward model (per step)
         dpo, ipo, simpo, kto            preference optimisation
 
     The formulas are in docs/algorithms.md; the presets each name sets are in rewardlab/config.py

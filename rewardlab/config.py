@@ -253,6 +253,11 @@ class GRPOConfig(CommonConfig):
     reward by the reward-hacking monitor (every eval_steps)."""
     missing_eos_penalty: float = 0.0
     """Subtracted from the reward of completions that end without EOS (hit max_completion_length)."""
+    process_reward_model: str = ""
+    """A saved process reward model (rewardlab train prm): each completion's steps are scored and aggregated by
+    prm_aggregation into a reward, added to reward_funcs when those are given (alone otherwise)."""
+    prm_aggregation: str = "min"
+    """process_reward_model: min (the weakest step) | last | mean of the step scores P(step right)."""
     value_model: str = ""
     """gae: where the critic starts (a reward model or causal LM directory). Empty: the reward model, else
     the policy's starting weights with a fresh value head."""
@@ -362,6 +367,7 @@ class GRPOConfig(CommonConfig):
             self.batch_size = fixed
         _at_least(self, 1, "num_iterations", "max_prompt_length", "max_completion_length")
         _check_choice(self, "env_reward", ("return", "return_to_go", "regret_to_go", "regret"))
+        _check_choice(self, "prm_aggregation", ("min", "last", "mean"))
         _at_least(self, 0, "kl_target", "kl_horizon", "missing_eos_penalty", "value_learning_rate", "vf_coef",
                   "cliprange_value", "beta", "epsilon_high", "top_k", "mini_batch_size", "max_resample_rounds",
                   "overlong_buffer", "num_samples_logged", "reward_timeout", "reward_workers", "target_kl")
@@ -649,6 +655,46 @@ class RejectionSamplingConfig(SFTConfig):
         return range(r * self.max_steps // self.num_rounds, (r + 1) * self.max_steps // self.num_rounds)
 
 
+@dataclass
+class PRMConfig(CommonConfig):
+    """Process reward model: a token-classification head scoring each step of a completion (wrong / right) at
+    the step's last token, trained on step labels (TRL's stepwise-supervision records, or a task's step
+    verifier on its demonstrations or a policy's samples)."""
+
+    task: str = "chain"
+    learning_rate: float = 1e-3
+    max_steps: int = 300
+    warmup_steps: int = 20
+    batch_size: int = 32
+    """Step-labelled completions per optimizer step."""
+    num_train_samples: int = 0
+    """Labelled completions to build (0: max_steps * batch_size)."""
+    max_length: int = 256
+    """Longest prompt + steps in tokens; longer rows are an error."""
+    step_separator: str = "\n"
+    """Written after each step; the step's label sits on its last token (TRL's default)."""
+    policy_samples: str = ""
+    """A policy directory whose samples of the task's prompts are labelled by the task's step verifier (what a
+    PRM scores during RL). Empty: the task's demonstrations."""
+    num_generations: int = 4
+    """With policy_samples: samples per prompt."""
+    temperature: float = 1.0
+    """With policy_samples: sampling temperature."""
+    max_new_tokens: int = 16
+    """With policy_samples: new tokens per sample."""
+
+    method = "prm"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _at_least(self, 1, "batch_size", "num_generations", "max_new_tokens")
+        _at_least(self, 0, "num_train_samples")
+        _at_least(self, 2, "max_length")
+        _positive(self, "temperature")
+        if not self.step_separator:
+            raise ConfigError("step_separator must not be empty: it marks where each step ends")
+
+
 def _check_pair_lengths(cfg: Any) -> None:
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {cfg.batch_size}")
@@ -679,6 +725,7 @@ METHOD_PRESETS: dict[str, tuple[type, dict[str, Any]]] = {
     "distill": (DistillConfig, {}),
     "reopold": (DistillConfig, {"loss_type": "reopold"}),
     "rs": (RejectionSamplingConfig, {}),
+    "prm": (PRMConfig, {}),
     "rm": (RewardModelConfig, {}),
     "dpo": (DPOConfig, {}),
     "ipo": (DPOConfig, {"loss_type": "ipo"}),
@@ -695,7 +742,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "run": ("output_dir", "run_name", "seed", "resume", "overwrite", "tensorboard", "logging_steps", "save_steps",
             "save_total_limit", "num_samples_logged"),
     "data": ("task", "task_options", "dataset", "eval_dataset", "num_train_samples", "max_length", "max_prompt_length",
-             "off_policy_source", "dataset_text_field"),
+             "off_policy_source", "dataset_text_field", "step_separator", "policy_samples"),
     "evaluation": ("eval_steps", "eval_n", "eval_seed", "eval_split", "max_new_tokens", "eval_temperature"),
     "optimisation": ("learning_rate", "lr_scheduler", "warmup_steps", "weight_decay", "max_grad_norm", "max_steps",
                      "batch_size", "mini_batch_size", "num_iterations", "target_kl"),
@@ -705,7 +752,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
              "epsilon_high", "sapo_temperature_pos", "sapo_temperature_neg", "beta", "kl_target", "kl_horizon", "kl_estimator", "log_kl", "mask_truncated_completions",
              "label_smoothing", "simpo_gamma", "desirable_weight", "undesirable_weight", "precompute_ref_log_probs",
              "center_rewards_coefficient", "lmbda", "opd_lambda", "reopold_lambda", "reopold_entropy_top", "reopold_switch", "assistant_only_loss", "loss_weights", "rpo_alpha"),
-    "rewards": ("reward_funcs", "reward_weights", "reward_timeout", "reward_workers", "reward_model", "overlong_buffer",
+    "rewards": ("reward_funcs", "reward_weights", "reward_timeout", "reward_workers", "reward_model", "process_reward_model",
+                "prm_aggregation", "overlong_buffer",
                 "missing_eos_penalty"),
     "critic": ("value_model", "value_learning_rate", "vf_coef", "cliprange_value"),
     "flowrl": ("flowrl_beta", "flowrl_importance", "flowrl_weight_clamp", "log_z_learning_rate"),
@@ -888,7 +936,7 @@ def read_saved_config(path: str | Path) -> dict[str, Any]:
 def reference_markdown() -> str:
     """The config reference in README.md, generated from the dataclasses (tests check it is current)."""
     lines = []
-    for cls in (CommonConfig, SFTConfig, GRPOConfig, DistillConfig, RejectionSamplingConfig, RewardModelConfig, DPOConfig):
+    for cls in (CommonConfig, SFTConfig, GRPOConfig, DistillConfig, RejectionSamplingConfig, RewardModelConfig, PRMConfig, DPOConfig):
         own = [f for f in dataclasses.fields(cls) if cls is CommonConfig or f.name not in config_fields(CommonConfig)
                or f.default != config_fields(CommonConfig)[f.name].default]
         docs = field_docs(cls)

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..registry import Registry
 from .arithmetic import ArithmeticTask, answer_text, arithmetic_reward
+from .chain import ChainTask, chain_reward
 from .code import CodeTask, code_task_reward
 from .countdown import CountdownTask, countdown_reward, is_solution, parse_expression
 from .preference import PreferenceTask, gold_reward, gold_score, win_rate
@@ -15,6 +16,7 @@ TASKS.add("arithmetic", ArithmeticTask)
 TASKS.add("preference", PreferenceTask)
 TASKS.add("countdown", CountdownTask)
 TASKS.add("code", CodeTask)
+TASKS.add("chain", ChainTask)
 
 
 def make_task(name: str, **options: Any):
@@ -36,11 +38,13 @@ def make_task(name: str, **options: Any):
 __all__ = [
     "TASKS",
     "ArithmeticTask",
+    "ChainTask",
     "CodeTask",
     "CountdownTask",
     "PreferenceTask",
     "answer_text",
     "arithmetic_reward",
+    "chain_reward",
     "code_task_reward",
     "countdown_reward",
     "gold_reward",

@@ -134,14 +134,23 @@ def _resolve(funcs: list) -> list:
 
 def reward_functions(cfg: Any) -> RewardFunctions:
     """The config's reward functions: names from REWARDS, "module:function" paths, or by default the task's
-    verifier (the built-in task) or `math` against the answer/solution/ground_truth column (a dataset)."""
+    verifier (the built-in task) or `math` against the answer/solution/ground_truth column (a dataset); a
+    process_reward_model is added to reward_funcs, or used alone when there are none."""
+    weights = list(cfg.reward_weights) or None
     if cfg.reward_funcs:
         funcs = _resolve(cfg.reward_funcs)
+    elif getattr(cfg, "process_reward_model", ""):
+        funcs = []  # the process reward model alone
     elif cfg.dataset:
         funcs = [answer_reward]
     else:
         funcs = task_of(cfg).reward_functions()
-    rewards = RewardFunctions(funcs, cfg.reward_weights or None, getattr(cfg, "reward_timeout", 0.0), getattr(cfg, "reward_workers", 0))
+    if getattr(cfg, "process_reward_model", ""):
+        from .process_reward import ProcessRewardFunction
+
+        funcs = [*funcs, ProcessRewardFunction(cfg.process_reward_model, cfg.prm_aggregation, cfg.device, cfg.dtype)]
+        weights = [*(weights or [1.0] * (len(funcs) - 1)), 1.0]
+    rewards = RewardFunctions(funcs, weights, getattr(cfg, "reward_timeout", 0.0), getattr(cfg, "reward_workers", 0))
     rewards.at_step(0, max_steps=cfg.max_steps, logging_steps=cfg.logging_steps, eval_steps=cfg.eval_steps,
                     save_steps=cfg.save_steps, train_batch_size=getattr(cfg, "batch_size", None), num_train_epochs=1)
     return rewards

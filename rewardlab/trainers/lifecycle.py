@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ..config import CommonConfig, ConfigError, save_config
-from ..models import apply_lora, load_policy, load_reward_model
+from ..models import apply_lora, load_policy, load_process_reward_model, load_reward_model
 from ..models.loading import model_source
 from ..monitor import RunLogger, plot_run
 from ..runs import load_newest_intact
@@ -91,10 +91,11 @@ def lr_lambda(kind: str, warmup: int, total: int):
     return factor
 
 
-def start_run(cfg: CommonConfig, reward_model: bool = False) -> RunContext:
+def start_run(cfg: CommonConfig, reward_model: bool | str = False) -> RunContext:
     """Create (or reopen, with resume) the run directory, build model + optimizer, restore a checkpoint.
 
-    reward_model: build a scalar-head reward model (load_reward_model) instead of a causal LM.
+    reward_model: build a scalar-head reward model (load_reward_model) instead of a causal LM; "process": a
+    process reward model (load_process_reward_model, two logits per token).
     """
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
@@ -111,11 +112,11 @@ def start_run(cfg: CommonConfig, reward_model: bool = False) -> RunContext:
         log.warning("resume=True but %s has no complete checkpoint; starting from step 0", run_dir)
 
     set_seed(cfg.seed)
-    loader = load_reward_model if reward_model else load_policy
+    loader = {False: load_policy, True: load_reward_model, "process": load_process_reward_model}[reward_model]
     model, tokenizer = loader(cfg.model, dtype=cfg.dtype, device=cfg.device, seed=cfg.seed, model_config=cfg.model_config)
     if cfg.lora_r > 0:
         model = apply_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha, target_modules=cfg.lora_target_modules,
-                           task_type="SEQ_CLS" if reward_model else "CAUSAL_LM")
+                           task_type={False: "CAUSAL_LM", True: "SEQ_CLS", "process": "TOKEN_CLS"}[reward_model])
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
