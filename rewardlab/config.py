@@ -305,9 +305,15 @@ class GRPOConfig(CommonConfig):
     """sdpo/rlsd/srpo with self_teacher=ema: teacher <- (1 - rate) teacher + rate policy after each step."""
     teacher_context: str = "sibling"
     """sdpo/rlsd/srpo: what the teacher is shown: sibling (a successful completion of the same prompt; none
-    when the group has no success) | answer (the record's reference answer column)."""
+    when the group has no success) | answer (the record's reference answer column) | followup (the
+    completion itself and the task's simulated user's complaint about it, followup_template; none when the
+    user is satisfied): the policy's revision under a user's follow-up teaches its first answer."""
     teacher_template: str = "{prompt}\nCorrect solution:\n\n{solution}\n\nCorrectly solve the original question.\n{prompt}"
     """sdpo/rlsd/srpo: the teacher's prompt, from the original prompt text and the context."""
+    followup_template: str = "{prompt}{completion}\n{feedback}\n"
+    """sdpo/rlsd/srpo with teacher_context=followup, plain-text prompts: the teacher's prompt from the prompt, the
+    sampled completion and the user's feedback (chat prompts get the completion as an assistant turn and the
+    feedback as a user turn instead)."""
     success_reward: float = 1.0
     """sdpo/rlsd/srpo: a completion with at least this reward counts as a success (a sibling solution;
     srpo keeps it on the GRPO loss)."""
@@ -758,7 +764,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "critic": ("value_model", "value_learning_rate", "vf_coef", "cliprange_value"),
     "flowrl": ("flowrl_beta", "flowrl_importance", "flowrl_weight_clamp", "log_z_learning_rate"),
     "rejection_sampling": ("num_rounds", "prompts_per_round", "keep_top_k", "min_reward"),
-    "self_distillation": ("self_teacher", "teacher_ema_rate", "teacher_context", "teacher_template", "success_reward",
+    "self_distillation": ("self_teacher", "teacher_ema_rate", "teacher_context", "teacher_template", "followup_template", "success_reward",
                           "sdpo_mix", "rlsd_lambda", "rlsd_eps"),
     "environment": ("env", "env_options", "env_reward", "env_turns_per_episode"),
     "monitor": ("hacking_patience", "hacking_tolerance"),

@@ -97,6 +97,20 @@ OFFLINE: list[Mutation] = [
     Mutation("offline:prm-reward-reads-wrong", "rewardlab/trainers/process_reward.py",
              "attention.to(device)).softmax(-1)[..., 1].cpu()", "attention.to(device)).softmax(-1)[..., 0].cpu()",
              "the PRM reward is P(step wrong)", ["tests/test_process_reward.py"]),
+    # ------------------------------------------------------------ the follow-up self-teacher
+    Mutation("offline:followup-user-direction-swapped", "rewardlab/tasks/arithmetic.py",
+             'return "no, too small" if int(value) < right else "no, too big"',
+             'return "no, too big" if int(value) < right else "no, too small"',
+             "the simulated user hints the wrong direction", ["tests/test_followup_teacher.py"]),
+    Mutation("offline:followup-teacher-sees-no-complaint", "rewardlab/trainers/self_distill.py",
+             "return [None if f is None else self._followup_prompt(r[\"prompt\"], text, f)",
+             "return [None if f is None else r[\"prompt\"]",
+             "the follow-up teacher is shown only the original prompt", ["tests/test_followup_teacher.py"]),
+    Mutation("offline:followup-second-turns-leak-to-test", "rewardlab/tasks/arithmetic.py",
+             "        return [self._record(a, op, b, rng) for a, op, b in problems]",
+             "        return [self._second_turn(self._record(a, op, b, rng), a, op, b, rng) if self.followup_rate and "
+             "rng.random() < self.followup_rate else self._record(a, op, b, rng) for a, op, b in problems]",
+             "held-out records include dialogue second turns", ["tests/test_followup_teacher.py"]),
     # ------------------------------------------------------------ classic RL
     Mutation("classic:q_learning-update-sign", "rewardlab/classic/q_learning.py",
              "q_table[state, action] += learning_rate * td_error", "q_table[state, action] -= learning_rate * td_error",

@@ -38,12 +38,14 @@ def canonical_problem(a: int, op: str, b: int) -> str:
 
 
 def parse_problem(prompt: str | list[dict]) -> tuple[int, str, int]:
-    """(a, op, b) of a prompt ("17+25=" or a chat prompt whose last message is that).
+    """(a, op, b) of a prompt ("17+25=" or a chat prompt whose last message is that; a dialogue's second
+    turn, "17+25=32\nno, too small\n", by its first line).
 
-    >>> parse_problem("17+25="), parse_problem([{"role": "user", "content": "9-12="}])
-    ((17, '+', 25), (9, '-', 12))
+    >>> parse_problem("17+25="), parse_problem([{"role": "user", "content": "9-12="}]), parse_problem("1+2=4\nno, too big\n")
+    ((17, '+', 25), (9, '-', 12), (1, '+', 2))
     """
-    text = (prompt if isinstance(prompt, str) else prompt[-1]["content"]).strip().rstrip("=")
+    text = (prompt if isinstance(prompt, str) else prompt[-1]["content"]).strip()
+    text = text.split("=", 1)[0] if "\n" in text else text.rstrip("=")
     for i, ch in enumerate(text):
         if ch in OPS and i > 0:
             return int(text[:i]), ch, int(text[i + 1 :])
@@ -111,6 +113,10 @@ class ArithmeticTask:
         demonstrator who forgets every carry ("17+25=" -> "32"), as imperfect human or weak-model
         demonstrations would be. "answer", which the verifier checks, is always right. SFT imitates the
         demonstrator's mistakes; RL with the verifier can learn past them.
+    followup_rate: the share of training records that are a dialogue's second turn: the problem, a wrong
+        first answer, the simulated user's follow-up (`followup`) and, as the completion, the right answer.
+        A model cold-started on them revises an answer when a user complains (the follow-up self-teacher,
+        teacher_context=followup). Only the train split has them; held-out records are first turns.
     """
 
     min_digits: int = 1
@@ -121,6 +127,7 @@ class ArithmeticTask:
     chat: bool = False
     reverse_answer: bool = False
     sloppy_carry_rate: float = 0.0
+    followup_rate: float = 0.0
 
     name = "arithmetic"
 
@@ -131,8 +138,9 @@ class ArithmeticTask:
         bad = [o for o in self.ops if o not in OPS]
         if bad or not self.ops:
             raise ValueError(f"arithmetic: unknown operator(s) {bad}; valid: {list(OPS)}")
-        if not 0 <= self.sloppy_carry_rate <= 1:
-            raise ValueError(f"arithmetic: sloppy_carry_rate must be in [0, 1], got {self.sloppy_carry_rate}")
+        if not 0 <= self.sloppy_carry_rate <= 1 or not 0 <= self.followup_rate <= 1:
+            raise ValueError(f"arithmetic: sloppy_carry_rate and followup_rate must be in [0, 1], got "
+                             f"{self.sloppy_carry_rate} and {self.followup_rate}")
         check_fractions("arithmetic", self.tune_fraction, self.heldout_fraction)
 
     # ------------------------------------------------------------------ splits
@@ -182,7 +190,10 @@ class ArithmeticTask:
             while len(records) < n:
                 a, b, op = self._operand(rng), self._operand(rng), rng.choice(self.ops)
                 if self.split_of(a, op, b) == split:
-                    records.append(self._record(a, op, b, rng))
+                    record = self._record(a, op, b, rng)
+                    if self.followup_rate and rng.random() < self.followup_rate:
+                        record = self._second_turn(record, a, op, b, rng)
+                    records.append(record)
             return records
         what = f"the arithmetic {split} split"
         pool = self.split_problems(split)
@@ -200,6 +211,29 @@ class ArithmeticTask:
 
             problems = draw_distinct(draw, n, what)
         return [self._record(a, op, b, rng) for a, op, b in problems]
+
+    def _second_turn(self, record: dict, a: int, op: str, b: int, rng: random.Random) -> dict:
+        """A dialogue's second turn: a wrong first answer (off by 1 to 10 in the hundreds-and-below digits, or
+        a forgotten carry), the user's follow-up, then the right answer as the completion."""
+        right = OPS[op](a, b)
+        wrong = int(add_without_carry(a, b)) if op == "+" and has_carry(a, b) else right + rng.choice((-1, 1)) * rng.randint(1, 10)
+        first = str(wrong)[::-1] if self.reverse_answer else str(wrong)
+        text = f"{a}{op}{b}={first}\n{self.followup(record, first)}\n"
+        prompt = [{"role": "user", "content": text}] if self.chat else text
+        return {"prompt": prompt, "answer": record["answer"], "completion": record["answer"]}
+
+    def followup(self, record: dict, completion: str) -> str | None:
+        """The simulated user's reply to a first answer: None when it is right; else a complaint with a
+        directive hint: "no, too small" / "no, too big" (the direction of the error), or "no, a number" when
+        the answer is not one."""
+        given = answer_text(completion)
+        if given == str(record["answer"]):
+            return None
+        value = given[::-1] if self.reverse_answer else given
+        right = int(record["answer"][::-1] if self.reverse_answer else record["answer"])
+        if not value.lstrip("-").isdigit():
+            return "no, a number"
+        return "no, too small" if int(value) < right else "no, too big"
 
     def reward_functions(self) -> list:
         return [arithmetic_reward]

@@ -49,7 +49,14 @@ def check_flowrl(cfg) -> None:
 
 def check_self_teacher(cfg) -> None:
     _choice(cfg, "self_teacher", ("ema", "policy"))
-    _choice(cfg, "teacher_context", ("sibling", "answer"))
+    _choice(cfg, "teacher_context", ("sibling", "answer", "followup"))
+    if cfg.teacher_context == "followup":
+        from ..tasks import TASKS
+
+        if cfg.dataset or cfg.env or cfg.task not in TASKS or not hasattr(TASKS[cfg.task], "followup"):
+            raise ConfigError("teacher_context=followup needs a built-in task with a simulated user (task=arithmetic; "
+                              f"its followup_rate option adds second turns to the cold start); got task={cfg.task!r}"
+                              + (f", dataset={cfg.dataset!r}" if cfg.dataset else "") + (f", env={cfg.env!r}" if cfg.env else ""))
     if not (0 <= cfg.sdpo_mix <= 1 and 0 <= cfg.rlsd_lambda <= 1 and 0 < cfg.teacher_ema_rate <= 1):
         raise ConfigError(f"sdpo_mix and rlsd_lambda must be in [0, 1] and teacher_ema_rate in (0, 1]; got sdpo_mix="
                           f"{cfg.sdpo_mix}, rlsd_lambda={cfg.rlsd_lambda}, teacher_ema_rate={cfg.teacher_ema_rate}")

@@ -1,7 +1,9 @@
 """The self-teacher of SDPO, RLSD and SRPO for the online driver (docs/algorithms.md#self-distillation-sdpo-rlsd-srpo).
 
 The teacher is the policy itself (or an exponential moving average of it) re-prompted with privileged
-context: a successful sibling from the same group, or the task's reference answer. It scores the very
+context: a successful sibling from the same group, the task's reference answer, or (followup) the sampled
+answer itself followed by a simulated user's complaint and hint, so that the policy's revision teaches its
+first answer. It scores the very
 completion tokens the student sampled, without gradient. What each objective does with the scores:
 
     sdpo  per-token reverse-KL distillation toward the teacher, replacing (sdpo_mix = 1) or mixed with
@@ -23,7 +25,7 @@ from ..config import GRPOConfig
 from ..data.collate import left_pad
 from ..models import token_logprobs
 from ..rollout import Rollout
-from .inputs import encode_prompt
+from .inputs import encode_prompt, task_of
 
 
 @dataclass
@@ -70,6 +72,7 @@ class SelfTeacher:
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.ema = copy.deepcopy(policy).requires_grad_(False).eval() if cfg.self_teacher == "ema" else None
+        self.user = task_of(cfg).followup if cfg.teacher_context == "followup" else None  # the simulated user
 
     def _prompt_text(self, prompt: str | list[dict]) -> str:
         return prompt if isinstance(prompt, str) else prompt[-1]["content"]
@@ -78,17 +81,31 @@ class SelfTeacher:
         text = self.cfg.teacher_template.format(prompt=self._prompt_text(prompt), solution=context)
         return text if isinstance(prompt, str) else [*prompt[:-1], {**prompt[-1], "content": text}]
 
-    @torch.no_grad()
-    def score(self, policy: torch.nn.Module, rollout: Rollout, records: list[dict], rewards: torch.Tensor) -> TeacherScores:
+    def _followup_prompt(self, prompt: str | list[dict], completion: str, feedback: str) -> str | list[dict]:
+        """The conversation after the user's follow-up: the teacher's next turn is the revised answer."""
+        if isinstance(prompt, str):
+            return self.cfg.followup_template.format(prompt=prompt, completion=completion, feedback=feedback)
+        return [*prompt, {"role": "assistant", "content": completion}, {"role": "user", "content": feedback}]
+
+    def teacher_prompts(self, rollout: Rollout, records: list[dict], rewards: torch.Tensor) -> list[str | list[dict] | None]:
+        """Each row's teacher prompt, or None where the teacher has no context (the row keeps its own prompt)."""
         cfg = self.cfg
+        if self.user is not None:  # the simulated user's follow-up on the row's own completion (None: satisfied)
+            feedback = [self.user(r, text) for r, text in zip(records, rollout.completions_text)]
+            return [None if f is None else self._followup_prompt(r["prompt"], text, f)
+                    for r, text, f in zip(records, rollout.completions_text, feedback)]
         contexts = teacher_contexts(
             rollout.completions_text, rewards.tolist(), rollout.group_index.tolist(),
             [r.get("answer") for r in records], cfg.teacher_context, cfg.success_reward,
         )
-        prompts = [
-            encode_prompt(r["prompt"] if c is None else self._teacher_prompt(r["prompt"], c), self.tokenizer, cfg.max_prompt_length)[0]
-            for r, c in zip(records, contexts)
-        ]
+        return [None if c is None else self._teacher_prompt(r["prompt"], c) for r, c in zip(records, contexts)]
+
+    @torch.no_grad()
+    def score(self, policy: torch.nn.Module, rollout: Rollout, records: list[dict], rewards: torch.Tensor) -> TeacherScores:
+        cfg = self.cfg
+        contexts = self.teacher_prompts(rollout, records, rewards)
+        prompts = [encode_prompt(r["prompt"] if c is None else c, self.tokenizer, cfg.max_prompt_length)[0]
+                   for r, c in zip(records, contexts)]
         device = rollout.completion_ids.device
         prompt_ids, prompt_mask = (t.to(device) for t in left_pad(prompts, self.tokenizer.pad_token_id))
         attended = rollout.completion_mask if rollout.completion_attention_mask is None else rollout.completion_attention_mask
