@@ -217,6 +217,17 @@ class GRPOConfig(CommonConfig):
     """Log KL to the reference even when beta = 0 (one extra no-grad forward)."""
     engine: str = "hf"
     """Generation engine for rollouts (rollout/engines.py): hf (rewardlab's, over the training model in process)."""
+    vllm_importance_sampling_correction: bool = True
+    """An engine that samples with its own copy of the weights or kernels (vLLM): weight each token's loss by
+    trainer / engine probability of the sampled tokens (TRL's name and default). Its mismatch is logged either
+    way; the hf engine samples with the trainer's own model and needs none."""
+    vllm_importance_sampling_mode: str = "sequence_mask"
+    """token_truncate (TIS: per-token ratio clipped to [clip_min, clip_max]) | token_mask (tokens outside get 0) |
+    sequence_truncate | sequence_mask (one ratio per sequence; TRL's default)."""
+    vllm_importance_sampling_clip_max: float = 3.0
+    """Upper bound of the importance ratio (TRL's default)."""
+    vllm_importance_sampling_clip_min: float = 0.0
+    """Lower bound of the importance ratio (0: none)."""
     temperature: float = 1.0
     """Sampling temperature for rollouts."""
     top_p: float = 1.0
@@ -374,6 +385,10 @@ class GRPOConfig(CommonConfig):
         _at_least(self, 1, "num_iterations", "max_prompt_length", "max_completion_length")
         _check_choice(self, "env_reward", ("return", "return_to_go", "regret_to_go", "regret"))
         _check_choice(self, "prm_aggregation", ("min", "last", "mean"))
+        _check_choice(self, "vllm_importance_sampling_mode", ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"))
+        if not 0 <= self.vllm_importance_sampling_clip_min < self.vllm_importance_sampling_clip_max:
+            raise ConfigError("need 0 <= vllm_importance_sampling_clip_min < vllm_importance_sampling_clip_max, got "
+                              f"{self.vllm_importance_sampling_clip_min} and {self.vllm_importance_sampling_clip_max}")
         _at_least(self, 0, "kl_target", "kl_horizon", "missing_eos_penalty", "value_learning_rate", "vf_coef",
                   "cliprange_value", "beta", "epsilon_high", "top_k", "mini_batch_size", "max_resample_rounds",
                   "overlong_buffer", "num_samples_logged", "reward_timeout", "reward_workers", "target_kl")
@@ -752,7 +767,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "evaluation": ("eval_steps", "eval_n", "eval_seed", "eval_split", "max_new_tokens", "eval_temperature"),
     "optimisation": ("learning_rate", "lr_scheduler", "warmup_steps", "weight_decay", "max_grad_norm", "max_steps",
                      "batch_size", "mini_batch_size", "num_iterations", "target_kl"),
-    "sampling": ("engine", "num_generations", "temperature", "top_p", "top_k", "max_completion_length", "dynamic_sampling",
+    "sampling": ("engine", "vllm_importance_sampling_correction", "vllm_importance_sampling_mode",
+                 "vllm_importance_sampling_clip_max", "vllm_importance_sampling_clip_min", "num_generations", "temperature", "top_p", "top_k", "max_completion_length", "dynamic_sampling",
                  "max_resample_rounds"),
     "loss": ("objective", "advantage", "scale_rewards", "gamma", "lam", "policy_loss", "loss_type", "epsilon",
              "epsilon_high", "sapo_temperature_pos", "sapo_temperature_neg", "beta", "kl_target", "kl_horizon", "kl_estimator", "log_kl", "mask_truncated_completions",

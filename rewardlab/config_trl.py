@@ -174,6 +174,7 @@ ALIASES: dict[str, Callable[[Any, type, dict], dict]] = {
     "resume_from_checkpoint": _resume_from_checkpoint,
     "optim": _optim,
     "loss_type": _sft_loss_type,  # only where the config has no loss_type of its own (SFT)
+    "vllm_importance_sampling_cap": lambda value, cls, items: {"vllm_importance_sampling_clip_max": value},  # TRL's old name
 }
 
 
@@ -185,6 +186,7 @@ def _scale_rewards(value: Any) -> Any:
 VALUE_FORMS: dict[str, Callable[[Any], Any]] = {
     "scale_rewards": _scale_rewards,  # TRL: true = group, false = none
     "epsilon_high": lambda value: 0.0 if value is None else value,  # TRL: null = the same as epsilon (rewardlab: 0)
+    "vllm_importance_sampling_clip_min": lambda value: 0.0 if value is None else value,  # TRL: null = no lower bound
 }
 
 
@@ -242,9 +244,7 @@ UNSUPPORTED: dict[str, tuple[Any, str]] = {
     "vllm_structured_outputs_regex": (None, _VLLM), "vllm_server_base_url": (None, _VLLM),
     "vllm_server_host": ("0.0.0.0", _VLLM), "vllm_server_port": (8000, _VLLM), "vllm_server_timeout": (240.0, _VLLM),
     "vllm_group_port": (51216, _VLLM), "vllm_gpu_memory_utilization": (ANY, _VLLM), "vllm_max_model_length": (None, _VLLM),
-    "vllm_tensor_parallel_size": (1, _VLLM), "vllm_importance_sampling_correction": (ANY, _VLLM),
-    "vllm_importance_sampling_mode": (ANY, _VLLM), "vllm_importance_sampling_clip_max": (ANY, _VLLM),
-    "vllm_importance_sampling_clip_min": (ANY, _VLLM), "vllm_importance_sampling_cap": (None, _VLLM),
+    "vllm_tensor_parallel_size": (1, _VLLM),
     # the GRPO loss
     "delta": (None, "two-sided clipping (INTELLECT-2) is not supported"),
     "vespo_k_pos": (2.0, "VESPO is not supported"), "vespo_lambda_pos": (3.0, "VESPO is not supported"),

@@ -141,3 +141,19 @@ def test_eval_best_of_n_by_verifier_and_reward_model(tmp_path, capsys):
     assert all(by_verifier[a] <= by_verifier[b] + 1e-12 for a, b in [(1, 2), (2, 4), (4, 6)])  # pass@n never falls
     assert all(by_model[n] <= by_verifier[n] + 1e-12 for n in by_model)  # no picker beats the oracle
     assert "by verifier (pass@n)" in capsys.readouterr().out
+
+
+def test_verified_pairs_pair_a_right_with_a_wrong_sample():
+    from rewardlab.trainers.rejection import Samples, verified_pairs
+
+    texts = ["42", "32", "42", "52", "7", "7"]
+    samples = Samples(3, [[1], [2]], [[0]] * 6, texts, torch.zeros(6), [True, False, True, False, True, True])
+    records = [{"prompt": "17+25=", "answer": "42"}, {"prompt": "3+4=", "answer": "7"}]
+    # groups of 3: ["42" right, "32" wrong, "42" right] and ["52" wrong, "7" right, "7" right]
+    assert verified_pairs(samples, records) == [{"prompt": "17+25=", "chosen": "42", "rejected": "32", "answer": "42"},
+                                                {"prompt": "3+4=", "chosen": "7", "rejected": "52", "answer": "7"}]
+    assert len(verified_pairs(samples, records, per_prompt=2)) == 2  # one distinct right answer per prompt: one pair each
+    all_right = Samples(3, [[1]], [[0]] * 3, ["7", "7", "7"], torch.zeros(3), [True] * 3)
+    assert verified_pairs(all_right, records[1:]) == []
+    with pytest.raises(ValueError, match="judged by a verifier"):
+        verified_pairs(Samples(3, [[1]], [[0]] * 3, texts[:3], torch.zeros(3), None), records[:1])

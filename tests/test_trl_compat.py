@@ -268,6 +268,8 @@ ALIAS_CASES = {
     "num_train_epochs": ({"num_train_epochs": 2, "batch_size": 16, "num_generations": 4, "dataset": "DATA"}, {"max_steps": 5}),
     "scale_rewards": ({"scale_rewards": True}, {"scale_rewards": "group"}),
     "epsilon_high": ({"epsilon_high": None}, {"epsilon_high": 0.0}),
+    "vllm_importance_sampling_cap": ({"vllm_importance_sampling_cap": 2.0}, {"vllm_importance_sampling_clip_max": 2.0}),
+    "vllm_importance_sampling_clip_min": ({"vllm_importance_sampling_clip_min": None}, {"vllm_importance_sampling_clip_min": 0.0}),
     "warmup_steps": ({"warmup_steps": 0.25, "max_steps": 10}, {"warmup_steps": 3}),  # below 1: a ratio (transformers)
     "max_steps": ({"max_steps": -1, "num_train_epochs": 1, "batch_size": 8, "num_generations": 4, "dataset": "DATA"},
                   {"max_steps": 5}),

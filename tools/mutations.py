@@ -169,6 +169,17 @@ SEAMS: list[Mutation] = [
              'result.metrics["score"]',
              'an environment written as docs/architecture.md shows would crash in its first evaluation',
              ['tests/test_architecture_examples.py::test_the_documented_estimator_objective_environment_and_engine_train']),
+    Mutation("seams:mismatch-weight-not-applied", "rewardlab/trainers/policy_update.py",
+             "        per_token = per_token * t.is_weight[rows]\n", "        pass\n",
+             "the importance weights of an engine's own log-probs are computed but never applied",
+             ["tests/test_mismatch.py"]),
+    Mutation("seams:mismatch-ratio-inverted", "rewardlab/algos/mismatch.py",
+             "diff = torch.where(valid, trainer_logp.detach() - engine_logp.detach(), 0.0)",
+             "diff = torch.where(valid, engine_logp.detach() - trainer_logp.detach(), 0.0)",
+             "the importance ratio is engine over trainer", ["tests/test_mismatch.py"]),
+    Mutation("seams:mismatch-sequence-per-token", "rewardlab/algos/mismatch.py",
+             'log_ratio = diff.sum(1, keepdim=True).expand_as(diff) if mode.startswith("sequence") else diff',
+             "log_ratio = diff", "sequence modes use per-token ratios", ["tests/test_mismatch.py"]),
 ]
 
 CONFIG_TESTS = "tests/test_config_sections.py"

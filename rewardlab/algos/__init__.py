@@ -44,6 +44,7 @@ from rewardlab.algos.flowrl import (
     masked_token_mean,
 )
 from rewardlab.algos.kl import KL_KINDS, AdaptiveKLController, FixedKLController, kl_estimate
+from rewardlab.algos.mismatch import IS_MODES, mismatch_metrics, mismatch_weights
 from rewardlab.algos.policy_losses import POLICY_LOSSES, gspo_loss, ppo_clip_loss
 from rewardlab.algos.preference import (
     PREFERENCE_LOSS_TYPES,
@@ -55,6 +56,9 @@ from rewardlab.algos.preference import (
 from rewardlab.algos.value import explained_variance, value_loss
 
 __all__ = [
+    "IS_MODES",
+    "mismatch_metrics",
+    "mismatch_weights",
     "ADVANTAGES",
     "Estimator",
     "AGGREGATIONS",

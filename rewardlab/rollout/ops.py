@@ -47,4 +47,5 @@ def concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
         completions_text=[t for p in parts for t in p.completions_text],
         completion_attention_mask=None if all(p.completion_attention_mask is None for p in parts) else cat(
             [p.completion_mask if p.completion_attention_mask is None else p.completion_attention_mask for p in parts], 0, left=False),
+        logprobs_source="engine" if any(p.logprobs_source == "engine" for p in parts) else "trainer",
     )

@@ -50,6 +50,9 @@ class Rollout:
     completion_attention_mask  [B, C] long or None: 1 on every real completion token. Multi-turn episodes
                       put the environment's text inside the completion, attended to but masked out of the
                       loss; None means the same as completion_mask (single-turn completions)
+    logprobs_source   "trainer": sampled_logprobs come from the trainer's own model object (the hf engine), equal
+                      to a recomputation up to batching; "engine": from the engine's own copy of the weights or
+                      kernels (vLLM), so the trainer recomputes them and corrects for the difference
     """
 
     prompt_ids: torch.Tensor
@@ -62,6 +65,7 @@ class Rollout:
     prompts_text: list[str] = field(default_factory=list)
     completions_text: list[str] = field(default_factory=list)
     completion_attention_mask: torch.Tensor | None = None
+    logprobs_source: str = "trainer"
 
     def __len__(self) -> int:
         return self.completion_ids.shape[0]

@@ -28,6 +28,8 @@ from ..algos import (
     Estimator,
     FixedKLController,
     kl_estimate,
+    mismatch_metrics,
+    mismatch_weights,
     per_token_rewards,
     score_on_last_token,
     value_loss,
@@ -120,6 +122,8 @@ class Tensors:
     old_logp: torch.Tensor | None  # several updates per rollout: the policy at sampling time
     ref_logp: torch.Tensor | None
     sampled_logp: torch.Tensor  # the sampling policy's log-probs (old-policy pass, else the engine's)
+    is_weight: torch.Tensor | None = None  # an engine with its own log-probs: trainer / engine importance weights
+    mismatch: dict[str, float] | None = None  # and how far its log-probs are from the trainer's
 
 
 @dataclass
@@ -139,15 +143,26 @@ def batch_tensors(cfg: GRPOConfig, model, parts: LoopParts, batch: ScoredBatch, 
         completion_mask[truncated] = 0
     input_ids, attention = rollout.sequence_inputs()
     C = rollout.completion_ids.shape[1]
-    # Old-policy log-probs only when several updates reuse the batch; on-policy, old = current (detached).
+    # Old-policy log-probs when several updates reuse the batch, or when the engine's log-probs are its own (the
+    # trainer's recomputation is then the old policy); otherwise old = current (detached).
+    engine_logp = rollout.logprobs_source == "engine"
     with torch.no_grad():
-        old_logp = token_logprobs(model, input_ids, attention, C, cfg.temperature, **sampler_filter(cfg))[0] if cfg.num_iterations > 1 else None
+        old_logp = token_logprobs(model, input_ids, attention, C, cfg.temperature, **sampler_filter(cfg))[0] \
+            if cfg.num_iterations > 1 or engine_logp else None
         ref_logp = None
         if parts.reference is not None:
             with parts.reference.context():
                 ref_logp = token_logprobs(parts.reference.model(), input_ids, attention, C, cfg.temperature)[0]
     sampled_logp = old_logp if old_logp is not None else rollout.sampled_logprobs.to(device)
-    return Tensors(input_ids, attention, completion_mask, truncated, C, old_logp, ref_logp, sampled_logp)
+    is_weight, mismatch = None, None
+    if engine_logp:
+        engine = rollout.sampled_logprobs.to(device)
+        mismatch = mismatch_metrics(old_logp, engine, completion_mask)
+        if cfg.vllm_importance_sampling_correction:
+            is_weight, weight_metrics = mismatch_weights(old_logp, engine, completion_mask, cfg.vllm_importance_sampling_mode,
+                                                         cfg.vllm_importance_sampling_clip_min, cfg.vllm_importance_sampling_clip_max)
+            mismatch.update(weight_metrics)
+    return Tensors(input_ids, attention, completion_mask, truncated, C, old_logp, ref_logp, sampled_logp, is_weight, mismatch)
 
 
 def sampler_filter(cfg: GRPOConfig) -> dict[str, Any]:
@@ -194,6 +209,8 @@ def minibatch_loss(cfg, plan: LossPlan, parts: LoopParts, model, batch: ScoredBa
     options = {arg: getattr(cfg, name) for arg, name in getattr(plan.policy_loss_fn, "options", {}).items()}  # sapo's temperatures
     policy_loss = partial(plan.policy_loss_fn, **options)
     per_token, loss_metrics = policy_loss(logp, old, advantages[rows], mask, cfg.epsilon, cfg.epsilon_high or None)
+    if t.is_weight is not None:  # the engine sampled from its own copy: weight by trainer / engine (TIS)
+        per_token = per_token * t.is_weight[rows]
     loss_metrics["approx_kl"] = approx_kl(logp, old, mask)
     objective = plan.objective
     if objective.token_loss is not None:  # sdpo, srpo
@@ -282,4 +299,5 @@ def update_policy(cfg: GRPOConfig, ctx, plan: LossPlan, parts: LoopParts, batch:
     for key in pass_stats:  # the mean over the passes applied
         stats[key] /= applied
     stats["update_passes"] = applied
+    stats.update(t.mismatch or {})
     return UpdateResult(stats, token_stats, t.truncated, t.ref_logp, time.time() - started)

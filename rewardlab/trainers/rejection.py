@@ -5,6 +5,7 @@
                     min_reward (prompts with none are dropped) -> SFT on the kept completions
     keep_best(rewards, texts, k, min_reward) -> indices     the selection rule, alone (docs/algorithms.md#rejection-sampling-and-best-of-n)
     sample_scored(...) -> Samples                             n completions per record, their rewards and verdicts
+    verified_pairs(samples, records) -> [{prompt, chosen, rejected}]   preference pairs from judged samples
 
 Each round's kept set is written to rounds/round-<r>.jsonl in the run directory before its first step, with the
 token ids trained on, so a resumed run trains on exactly the set the interrupted one drew.
@@ -103,6 +104,21 @@ def kept_rows(samples: Samples, records: list[dict], k: int, min_reward: float) 
             rows.append({"index": p, "prompt": record["prompt"], "completion": samples.texts[i], "reward": float(samples.rewards[i]),
                          "prompt_ids": samples.prompt_ids[p], "completion_ids": samples.completion_ids[i]})
     return rows
+
+
+def verified_pairs(samples: Samples, records: list[dict], per_prompt: int = 1) -> list[dict]:
+    """Preference pairs from a policy's own samples judged by a verifier: per prompt up to per_prompt pairs of
+    (a distinct correct completion, a distinct wrong one), in sampling order; prompts whose samples are all
+    right or all wrong give none. Rows in TRL's preference format {"prompt", "chosen", "rejected", "answer"}."""
+    if samples.correct is None:
+        raise ValueError("verified_pairs needs samples judged by a verifier (sample_scored(..., verify=...))")
+    pairs = []
+    for p, record in enumerate(records):
+        right = list(dict.fromkeys(samples.texts[i] for i in samples.group(p) if samples.correct[i]))
+        wrong = list(dict.fromkeys(samples.texts[i] for i in samples.group(p) if not samples.correct[i]))
+        for chosen, rejected in list(zip(right, wrong))[:per_prompt]:
+            pairs.append({"prompt": record["prompt"], "chosen": chosen, "rejected": rejected, "answer": record.get("answer")})
+    return pairs
 
 
 def round_stats(samples: Samples, rows: list[dict], n_prompts: int) -> dict[str, float]:
