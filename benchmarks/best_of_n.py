@@ -47,7 +47,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "best_of_n.md"
 
 
 def demo_models(out: Path, seed: int) -> tuple[Path, Path]:
-    sft_cfg, grpo_cfg = demo_configs(str(out), seed, run_name="demo", torch_threads=1, tensorboard=False)
+    sft_cfg, grpo_cfg = demo_configs(str(out), seed, run_name="grpo", torch_threads=1, tensorboard=False)
     sft_cfg.torch_threads, sft_cfg.tensorboard = 1, False
     run_stage(sft_cfg.run_dir, config_to_dict(sft_cfg), train=partial(train_sft, sft_cfg), load=lambda: None)
     run_stage(grpo_cfg.run_dir, config_to_dict(grpo_cfg), train=partial(train_grpo, grpo_cfg), load=lambda: None)

@@ -216,7 +216,12 @@ class GRPOConfig(CommonConfig):
     log_kl: bool = True
     """Log KL to the reference even when beta = 0 (one extra no-grad forward)."""
     engine: str = "hf"
-    """Generation engine for rollouts (rollout/engines.py): hf (rewardlab's, over the training model in process)."""
+    """Generation engine for rollouts (rollout/engines.py): hf (rewardlab's, over the training model in process) |
+    vllm (vLLM in process with a copy of the weights, synced after every step; pip install rewardlab[vllm])."""
+    vllm_gpu_memory_utilization: float = 0.3
+    """engine=vllm on a GPU: the share of its memory vLLM may take (TRL's name and default)."""
+    vllm_kv_cache_gib: float = 1.0
+    """engine=vllm on a CPU: the KV cache's size in GiB (vLLM would otherwise reserve most of the machine's memory)."""
     vllm_importance_sampling_correction: bool = True
     """An engine that samples with its own copy of the weights or kernels (vLLM): weight each token's loss by
     trainer / engine probability of the sampled tokens (TRL's name and default). Its mismatch is logged either
@@ -767,7 +772,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "evaluation": ("eval_steps", "eval_n", "eval_seed", "eval_split", "max_new_tokens", "eval_temperature"),
     "optimisation": ("learning_rate", "lr_scheduler", "warmup_steps", "weight_decay", "max_grad_norm", "max_steps",
                      "batch_size", "mini_batch_size", "num_iterations", "target_kl"),
-    "sampling": ("engine", "vllm_importance_sampling_correction", "vllm_importance_sampling_mode",
+    "sampling": ("engine", "vllm_gpu_memory_utilization", "vllm_kv_cache_gib", "vllm_importance_sampling_correction", "vllm_importance_sampling_mode",
                  "vllm_importance_sampling_clip_max", "vllm_importance_sampling_clip_min", "num_generations", "temperature", "top_p", "top_k", "max_completion_length", "dynamic_sampling",
                  "max_resample_rounds"),
     "loss": ("objective", "advantage", "scale_rewards", "gamma", "lam", "policy_loss", "loss_type", "epsilon",

@@ -87,10 +87,8 @@ def _gradient_checkpointing(value: Any, cls: type, items: dict) -> dict:
 
 
 def _use_vllm(value: Any, cls: type, items: dict) -> dict:
-    if _bool("use_vllm", value):
-        raise ConfigError("use_vllm is not supported: rewardlab samples with its own engine (engine: hf) over the "
-                          "training model; remove use_vllm and the vllm_* settings")
-    return {}
+    """use_vllm: true is engine: vllm (colocated in the training process, TRL's vllm_mode colocate)."""
+    return {"engine": "vllm"} if _bool("use_vllm", value) else {}
 
 
 def _importance_sampling_level(value: Any, cls: type, items: dict) -> dict:
@@ -191,7 +189,7 @@ VALUE_FORMS: dict[str, Callable[[Any], Any]] = {
 
 
 # ------------------------------------------------------------------------------------------ not supported
-_VLLM = "vLLM is not supported: rewardlab samples with its own engine (engine: hf)"
+_VLLM = "rewardlab runs vLLM colocated in the training process (engine: vllm); a vLLM server is not supported"
 _REF_SYNC = "the reference is the starting policy throughout (TR-DPO's reference sync is not supported)"
 _ENTROPY = "no entropy bonus (an objective can add one: docs/architecture.md, 'An objective')"
 UNSUPPORTED: dict[str, tuple[Any, str]] = {
@@ -243,7 +241,7 @@ UNSUPPORTED: dict[str, tuple[Any, str]] = {
     "vllm_mode": ("colocate", _VLLM), "vllm_model_impl": ("vllm", _VLLM), "vllm_enable_sleep_mode": (False, _VLLM),
     "vllm_structured_outputs_regex": (None, _VLLM), "vllm_server_base_url": (None, _VLLM),
     "vllm_server_host": ("0.0.0.0", _VLLM), "vllm_server_port": (8000, _VLLM), "vllm_server_timeout": (240.0, _VLLM),
-    "vllm_group_port": (51216, _VLLM), "vllm_gpu_memory_utilization": (ANY, _VLLM), "vllm_max_model_length": (None, _VLLM),
+    "vllm_group_port": (51216, _VLLM), "vllm_max_model_length": (None, _VLLM),
     "vllm_tensor_parallel_size": (1, _VLLM),
     # the GRPO loss
     "delta": (None, "two-sided clipping (INTELLECT-2) is not supported"),

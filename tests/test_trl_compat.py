@@ -252,7 +252,7 @@ ALIAS_CASES = {
     "bf16": ({"bf16": True}, {"dtype": "bfloat16"}),
     "fp16": ({"fp16": True}, {"dtype": "float16"}),
     "gradient_checkpointing": ({"gradient_checkpointing": False}, {}),
-    "use_vllm": ({"use_vllm": False}, {"engine": "hf"}),
+    "use_vllm": ({"use_vllm": True}, {"engine": "vllm"}),
     "importance_sampling_level": ({"importance_sampling_level": "sequence"}, {"policy_loss": "gspo"}),
     "eval_strategy": ({"eval_strategy": "no", "eval_steps": 5}, {"eval_steps": 0}),
     "save_strategy": ({"save_strategy": "no", "save_steps": 5}, {"save_steps": 0}),
@@ -293,7 +293,7 @@ def test_every_alias_and_value_form_has_a_case():
 
 @pytest.mark.parametrize("settings, message", [
     ({"per_device_train_batch_size": 8, "batch_size": 16}, "not both"),
-    ({"use_vllm": True}, "engine: hf"),
+    ({"vllm_mode": "server"}, "colocated in the training process"),
     ({"gradient_checkpointing": True}, "lower mini_batch_size"),
     ({"report_to": "wandb"}, "report_to: tensorboard"),
     ({"lr_scheduler_type": "cosine_with_restarts"}, "constant, linear or cosine"),
@@ -301,7 +301,7 @@ def test_every_alias_and_value_form_has_a_case():
     ({"loss_type": "sapo", "policy_loss": "gspo"}, "does not combine with policy_loss=gspo"),
     ({"importance_sampling_level": "sequence", "loss_type": "cispo"}, "cispo and sapo use token ratios"),
     ({"importance_sampling_level": "sequence", "policy_loss": "ppo_clip"}, "keep one"),
-    ({"vllm_mode": "server"}, "vLLM is not supported"),
+    ({"vllm_server_port": 9000}, "a vLLM server is not supported"),
     ({"entropy_coef": 0.01}, "no entropy bonus"),
     ({"num_train_epochs": 1}, "needs a dataset"),
     ({"model_name_or_path": "tiny", "model": "other"}, "keep one"),
