@@ -155,5 +155,7 @@ def test_verified_pairs_pair_a_right_with_a_wrong_sample():
     assert len(verified_pairs(samples, records, per_prompt=2)) == 2  # one distinct right answer per prompt: one pair each
     all_right = Samples(3, [[1]], [[0]] * 3, ["7", "7", "7"], torch.zeros(3), [True] * 3)
     assert verified_pairs(all_right, records[1:]) == []
+    empty_wrong = Samples(3, [[1]], [[0]] * 3, ["", "7", "8"], torch.zeros(3), [False, True, False])
+    assert verified_pairs(empty_wrong, records[1:]) == [{"prompt": "3+4=", "chosen": "7", "rejected": "8", "answer": "7"}]
     with pytest.raises(ValueError, match="judged by a verifier"):
         verified_pairs(Samples(3, [[1]], [[0]] * 3, texts[:3], torch.zeros(3), None), records[:1])

@@ -109,13 +109,14 @@ def kept_rows(samples: Samples, records: list[dict], k: int, min_reward: float) 
 def verified_pairs(samples: Samples, records: list[dict], per_prompt: int = 1) -> list[dict]:
     """Preference pairs from a policy's own samples judged by a verifier: per prompt up to per_prompt pairs of
     (a distinct correct completion, a distinct wrong one), in sampling order; prompts whose samples are all
-    right or all wrong give none. Rows in TRL's preference format {"prompt", "chosen", "rejected", "answer"}."""
+    right or all wrong give none, and an empty completion (EOS at once) is never paired: a preference row
+    needs text on both sides. Rows in TRL's preference format {"prompt", "chosen", "rejected", "answer"}."""
     if samples.correct is None:
         raise ValueError("verified_pairs needs samples judged by a verifier (sample_scored(..., verify=...))")
     pairs = []
     for p, record in enumerate(records):
-        right = list(dict.fromkeys(samples.texts[i] for i in samples.group(p) if samples.correct[i]))
-        wrong = list(dict.fromkeys(samples.texts[i] for i in samples.group(p) if not samples.correct[i]))
+        right = list(dict.fromkeys(samples.texts[i] for i in samples.group(p) if samples.correct[i] and samples.texts[i]))
+        wrong = list(dict.fromkeys(samples.texts[i] for i in samples.group(p) if not samples.correct[i] and samples.texts[i]))
         for chosen, rejected in list(zip(right, wrong))[:per_prompt]:
             pairs.append({"prompt": record["prompt"], "chosen": chosen, "rejected": rejected, "answer": record.get("answer")})
     return pairs
