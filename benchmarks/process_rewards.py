@@ -103,7 +103,19 @@ def run(seed: int, method: str, lr: float, split: str, args) -> dict:
         summary = stage(out, name, "distill", {**cfg, "loss_type": method})
         before = summary["eval_accuracy_before"]
     return {"method": method, "seed": seed, "lr": lr, "split": split, "before": before, "after": summary["eval_accuracy"],
-            "train_time_s": summary.get("train_time_s"), "completions": args.budget, "model_dir": str(out / name / "final")}
+            "train_time_s": summary.get("train_time_s"), "completions": args.budget, "model_dir": str(out / name / "final"),
+            **answer_shape(out / name / "eval_samples.jsonl")}
+
+
+def answer_shape(path: Path) -> dict:
+    """How the held-out answers look: the mean number of steps (lines) written, and the share of the most common
+    completion (1.0: the same text for every problem, a sign of a hacked reward)."""
+    rows = [json.loads(line) for line in open(path)]
+    steps = [len([s for s in r["completion"].split("\n") if s.strip()]) for r in rows]
+    texts = [r["completion"] for r in rows]
+    top = max(texts.count(t) for t in set(texts)) if texts else 0
+    return {"steps_written": sum(steps) / max(1, len(steps)), "top_completion_share": top / max(1, len(texts)),
+            "top_completion": max(set(texts), key=texts.count) if texts else ""}
 
 
 def report(tune, rows, chosen, prm_rows, command, args) -> str:
@@ -130,8 +142,12 @@ def report(tune, rows, chosen, prm_rows, command, args) -> str:
                       "before": "{:.3f} ± {:.3f}".format(*mean_sd([r["before"] for r in mine])),
                       "after": "{:.3f} ± {:.3f}".format(*mean_sd([r["after"] for r in mine])),
                       "per seed": " / ".join(f"{r['after']:.3f}" for r in mine),
+                      "steps written": "{:.2f}".format(mean_sd([r["steps_written"] for r in mine])[0]),
+                      "most common answer's share": " / ".join(f"{r['top_completion_share']:.2f}" for r in mine),
                       "train time s (mean)": f"{mean_sd([r['train_time_s'] for r in mine])[0]:.0f}"})
-    lines += [format_table(table), "", "Paired by seed (mean difference in accuracy [95% t interval], exact sign-flip p):", ""]
+    lines += [format_table(table), "", "Steps written: mean lines per held-out answer (the problems need 2 to 4). Most "
+              "common answer's share: of the 500 held-out answers, the share that are one and the same text, per seed.", "",
+              "Paired by seed (mean difference in accuracy [95% t interval], exact sign-flip p):", ""]
     comparisons = {}
     for a, b in [("grpo_prm", "grpo"), ("grpo_prm_only", "grpo"), ("rs", "grpo"), ("reopold", "opd")]:
         if a in chosen and b in chosen and len(seeds) > 1:
