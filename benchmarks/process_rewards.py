@@ -14,6 +14,10 @@ reward model (PRM) can be trained and checked step by step. Per seed:
     rs        rejection-sampling fine-tuning: rounds of 8 samples per prompt, the correct ones kept, SFT
     opd       on-policy distillation of the seed's grpo model into a smaller student (hidden 64, 3 layers)
     reopold   REOPOLD, the same student, teacher and steps
+    sdpo      SDPO's self-teacher (a successful sibling), sdpo_mix 0.5, from a start cold-started with the simulated
+              user's second turns (FOLLOWUP_RATE of its demonstrations)
+    sdpo_followup  the follow-up self-teacher (the policy shown its own chain and the user's "no, line K is wrong"),
+              the same start and settings
 
 Every method draws the same number of completions (--budget): GRPO steps x batch, RS rounds x prompts x 8,
 distillation steps x batch. Each method's learning rate is chosen on the tune split (--tune-seed, --lrs), then
@@ -44,9 +48,11 @@ from rewardlab.monitor import format_table
 STUDENT = {"hidden_size": 64, "intermediate_size": 192, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 4}
 COMMON = {"task": "chain", "torch_threads": 1, "tensorboard": False, "eval_n": 500, "eval_seed": 7}
 GROUP, BATCH, MAX_NEW = 8, 128, 16
+FOLLOWUP_RATE = 0.3  # the share of second turns (a slip, "no, line K is wrong", the right chain) in the sdpo rows' start
 METHODS = {"grpo": "GRPO, outcome reward", "grpo_prm": "GRPO, outcome + PRM (min)", "grpo_prm_only": "GRPO, PRM (min) alone",
            "rs": "rejection-sampling fine-tuning",
-           "opd": "on-policy distillation (student)", "reopold": "REOPOLD (student)"}
+           "opd": "on-policy distillation (student)", "reopold": "REOPOLD (student)",
+           "sdpo": "SDPO, sibling teacher (mix 0.5)*", "sdpo_followup": "follow-up self-teacher (mix 0.5)*"}
 RESULTS = Path(__file__).resolve().parent / "results" / "process_rewards.md"
 
 
@@ -60,11 +66,13 @@ def stage(out: Path, name: str, method: str, cfg: dict) -> dict:
                      load=partial(read_summary, out / name))
 
 
-def start(seed: int, args, model_config: dict | None = None, name: str = "start") -> Path:
+def start(seed: int, args, model_config: dict | None = None, name: str = "start", task_options: dict | None = None) -> Path:
     out = Path(args.out) / f"seed{seed}"
     cfg = {"max_steps": args.sft_steps, "batch_size": 64, "learning_rate": 1e-3, "warmup_steps": 50, "seed": seed}
     if model_config:
         cfg["model_config"] = model_config
+    if task_options:
+        cfg["task_options"] = task_options
     stage(out, name, "sft", cfg)
     return out / name / "final"
 
@@ -89,6 +97,14 @@ def run(seed: int, method: str, lr: float, split: str, args) -> dict:
             if method == "grpo_prm":
                 cfg["reward_funcs"] = ["rewardlab.tasks.chain:chain_reward"]
         summary = stage(out, name, "grpo", cfg)
+        before = summary.get("eval_accuracy_before")
+    elif method in ("sdpo", "sdpo_followup"):  # from a start whose demonstrations include the user's second turns
+        cfg = {**common, "model": str(start(seed, args, name="start_followup", task_options={"followup_rate": FOLLOWUP_RATE})),
+               "max_steps": steps, "batch_size": BATCH, "num_generations": GROUP, "max_completion_length": MAX_NEW,
+               "max_prompt_length": 160, "sdpo_mix": 0.5}
+        if method == "sdpo_followup":
+            cfg["teacher_context"] = "followup"
+        summary = stage(out, name, "sdpo", cfg)
         before = summary.get("eval_accuracy_before")
     elif method == "rs":
         rounds = 4
@@ -127,11 +143,14 @@ def report(tune, rows, chosen, prm_rows, command, args) -> str:
              f"{args.budget} completions. Learning rates chosen on the tune split (seed {args.tune_seed}), results on the "
              f"test split (all its distinct problems up to 500, eval seed 7), seeds {', '.join(map(str, seeds))}; spread: "
              "sample sd over seeds. opd and reopold distil the seed's GRPO (outcome) model into a smaller student "
-             "(hidden 64, 3 layers), from the student's own SFT start.", "",
+             "(hidden 64, 3 layers), from the student's own SFT start. *: the two self-teacher rows start from another SFT "
+             f"start, whose demonstrations include {FOLLOWUP_RATE:.0%} second turns (a chain with a slip, the simulated "
+             "user's \"no, line K is wrong\", the right chain), with SDPO's preset and sdpo_mix 0.5.", "",
              "Process reward model: step accuracy against the step verifier, on the start model's samples of test-split "
              "prompts (P(right) > 0.5 counts as right):", ""]
     lines += [format_table([{"seed": r["seed"], **{k: f"{v:.3f}" for k, v in r["eval"].items() if k not in ("steps", "wrong_steps")},
-                             "steps": int(r["eval"]["steps"]), "wrong steps": int(r["eval"]["wrong_steps"])} for r in prm_rows]), ""]
+                             "steps": int(r["eval"]["steps"]), "wrong steps": int(r["eval"]["wrong_steps"])} for r in prm_rows])
+              if prm_rows else "(no PRM in this run)", ""]
     lines += ["Tune sweep (tune-split accuracy after the run):", "",
               format_table([{"method": r["method"], "lr": f"{r['lr']:g}", "tune accuracy": f"{r['after']:.3f}",
                              "chosen": "yes" if chosen[r["method"]] == r["lr"] else ""} for r in tune]), "", "Test split:", ""]
@@ -149,7 +168,8 @@ def report(tune, rows, chosen, prm_rows, command, args) -> str:
               "common answer's share: of the 500 held-out answers, the share that are one and the same text, per seed.", "",
               "Paired by seed (mean difference in accuracy [95% t interval], exact sign-flip p):", ""]
     comparisons = {}
-    for a, b in [("grpo_prm", "grpo"), ("grpo_prm_only", "grpo"), ("rs", "grpo"), ("reopold", "opd")]:
+    for a, b in [("grpo_prm", "grpo"), ("grpo_prm_only", "grpo"), ("rs", "grpo"), ("reopold", "opd"), ("sdpo_followup", "sdpo"),
+                 ("sdpo_followup", "grpo")]:
         if a in chosen and b in chosen and len(seeds) > 1:
             comparisons[f"{a}-{b}"] = d = paired([by[(a, s)]["after"] for s in seeds], [by[(b, s)]["after"] for s in seeds])
             lines.append(f"- {METHODS[a]} minus {METHODS[b]}: {describe(d)}")

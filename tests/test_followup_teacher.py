@@ -66,3 +66,16 @@ def test_sdpo_with_the_followup_teacher_runs(tmp_path):
     assert [r["step"] for r in rows] == [1, 2]
     # the user follows up on every wrong answer: the distilled share is the share of wrong completions
     assert all(r["self_distill/rows"] == pytest.approx(1 - r["rewards/arithmetic_reward/mean"], abs=1e-6) for r in rows)
+
+
+def test_chain_user_points_at_the_first_wrong_line():
+    task = make_task("chain")
+    record = {"prompt": "7+5+9+3=", "answer": "24"}  # running sums 12, 21, 24
+    assert task.followup(record, "12\n21\n24") is None
+    assert task.followup(record, "12\n22\n25") == "no, line 2 is wrong"
+    assert task.followup(record, "12\n22\n24") == "no, line 2 is wrong"  # right total, invalid step
+    assert task.followup(record, "12\n21") == "no, a line is missing"
+    assert task.followup(record, "12\n21\n24\n24") == "no, a line too many"
+    second = [r for r in make_task("chain", followup_rate=0.5).generate(200, seed=0, split="train") if "\n" in r["prompt"]]
+    assert second and all(r["prompt"].endswith(" is wrong\n") and task.followup(r, r["completion"]) is None for r in second)
+    assert all(task.canonical(r) == task.canonical({"prompt": r["prompt"].split("=")[0] + "="}) for r in second)

@@ -111,6 +111,10 @@ OFFLINE: list[Mutation] = [
              "        return [self._second_turn(self._record(a, op, b, rng), a, op, b, rng) if self.followup_rate and "
              "rng.random() < self.followup_rate else self._record(a, op, b, rng) for a, op, b in problems]",
              "held-out records include dialogue second turns", ["tests/test_followup_teacher.py"]),
+    Mutation("offline:chain-user-names-the-wrong-line", "rewardlab/tasks/chain.py",
+             'return f"no, line {labels.index(False) + 1} is wrong"', 'return f"no, line {len(labels)} is wrong"',
+             "the chain task's simulated user names the last line instead of the first wrong one",
+             ["tests/test_followup_teacher.py"]),
     # ------------------------------------------------------------ classic RL
     Mutation("classic:q_learning-update-sign", "rewardlab/classic/q_learning.py",
              "q_table[state, action] += learning_rate * td_error", "q_table[state, action] -= learning_rate * td_error",

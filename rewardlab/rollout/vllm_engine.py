@@ -98,7 +98,9 @@ class VLLMEngine:
         return self.vllm.SamplingParams(
             n=n, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
             max_tokens=params.max_new_tokens, stop=list(params.stop) or None, include_stop_str_in_output=True,
-            logprobs=0, seed=self.seed * 1_000_003 + self.calls)
+            logprobs=0, **({"seed": self.seed * 1_000_003 + self.calls} if torch.cuda.is_available() else {}))
+        # vLLM's CPU backend fails on per-request seeds ("CPU Generator does not use offset") once a prefill is
+        # chunked; there the engine's own seed (LLM(seed=...)) makes the sequence of calls reproducible
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], n: int, params: SamplingParams) -> Rollout:

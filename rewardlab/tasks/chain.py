@@ -29,9 +29,10 @@ STEP_SEPARATOR = "\n"
 
 
 def parse_terms(prompt: str | list[dict]) -> list[int]:
-    """The terms of a prompt ("7+5+9=" or a chat prompt whose last message holds it) -> [7, 5, 9]."""
+    """The terms of a prompt ("7+5+9=", a chat prompt whose last message holds it, or a dialogue's second turn
+    "7+5+9=12\n22\nno, line 2 is wrong\n") -> [7, 5, 9]."""
     text = prompt[-1]["content"] if isinstance(prompt, list) else prompt
-    body = text.strip().rstrip("=")
+    body = text.strip().split("=", 1)[0]
     try:
         return [int(t) for t in body.split("+")]
     except ValueError:
@@ -78,6 +79,9 @@ class ChainTask:
     """Running sums of min_terms..max_terms numbers of 0..max_term each.
 
     sloppy_rate: the share of demonstrations with one step off by one (the rest carry on from it).
+    followup_rate: the share of training records that are a dialogue's second turn: the problem, a chain with a
+        slip, the simulated user's follow-up naming the first wrong line (`followup`), and the right chain as the
+        completion (the follow-up self-teacher, teacher_context=followup). Held-out records are first turns.
     heldout_fraction / tune_fraction: the test and tune shares of canonical problems (terms sorted).
     """
 
@@ -87,6 +91,7 @@ class ChainTask:
     sloppy_rate: float = 0.5
     heldout_fraction: float = 0.2
     tune_fraction: float = 0.1
+    followup_rate: float = 0.0
 
     name = "chain"
 
@@ -95,8 +100,9 @@ class ChainTask:
             raise ValueError(f"chain: need 2 <= min_terms <= max_terms, got {self.min_terms}, {self.max_terms}")
         if self.max_term < 1:
             raise ValueError(f"chain: max_term must be >= 1, got {self.max_term}")
-        if not 0 <= self.sloppy_rate <= 1:
-            raise ValueError(f"chain: sloppy_rate must be in [0, 1], got {self.sloppy_rate}")
+        if not 0 <= self.sloppy_rate <= 1 or not 0 <= self.followup_rate <= 1:
+            raise ValueError(f"chain: sloppy_rate and followup_rate must be in [0, 1], got {self.sloppy_rate} and "
+                             f"{self.followup_rate}")
         check_fractions("chain", self.tune_fraction, self.heldout_fraction)
 
     def canonical(self, record: dict) -> str:
@@ -126,7 +132,10 @@ class ChainTask:
             while len(records) < n:
                 terms = self._terms(rng)
                 if self.split_of(terms) == split:
-                    records.append(self._record(terms, rng))
+                    record = self._record(terms, rng)
+                    if self.followup_rate and rng.random() < self.followup_rate:
+                        record = self._second_turn(record, terms, rng)
+                    records.append(record)
             return records
 
         pool = _listed_split(self.min_terms, self.max_terms, self.max_term, self.tune_fraction, self.heldout_fraction, split)
@@ -136,6 +145,29 @@ class ChainTask:
             rng.shuffle(terms)  # shown in any order, as the generator would
             records.append(self._record(terms, rng))
         return records
+
+    def _second_turn(self, record: dict, terms: list[int], rng: random.Random) -> dict:
+        """A dialogue's second turn: a chain with one slip, the user's follow-up, then the right chain."""
+        sums = running_sums(terms)
+        at, slip = rng.randrange(len(sums)), rng.choice((-1, 1))
+        first = STEP_SEPARATOR.join(map(str, sums[:at] + [s + slip for s in sums[at:]]))
+        prompt = f"{record['prompt']}{first}\n{self.followup(record, first)}\n"
+        right = STEP_SEPARATOR.join(map(str, sums))
+        return {"prompt": prompt, "answer": record["answer"], "completion": right}
+
+    def followup(self, record: dict, completion: str) -> str | None:
+        """The simulated user's reply to a chain: None when every line is right and none is missing; else a
+        complaint that points at the problem: "no, line K is wrong" (the first line off the path), "no, a line is
+        missing", or "no, a line too many"."""
+        terms = parse_terms(record["prompt"])
+        steps, labels = completion_steps(completion), step_labels(terms, completion_steps(completion))
+        if False in labels[: len(terms) - 1]:
+            return f"no, line {labels.index(False) + 1} is wrong"
+        if len(steps) < len(terms) - 1:
+            return "no, a line is missing"
+        if len(steps) > len(terms) - 1:
+            return "no, a line too many"
+        return None
 
     def reward_functions(self) -> list:
         return [chain_reward]
